@@ -1,0 +1,215 @@
+"""The `rfsense` command line: thin click commands around library functions.
+
+Expected failures (bad data, config or model files) print one `Error:` line and exit 1; usage
+errors exit 2; real bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from rfsense import __version__
+from rfsense.errors import RFSenseError
+from rfsense.progress import setup_logging
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Group(click.Group):
+    """Turns library errors (RFSenseError) into click errors, once, for every command."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RFSenseError as err:
+            raise click.ClickException(str(err)) from None
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """Parse '0,42,3407' or '1-14' or '1-10,12' into ints."""
+    if value is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in value.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected integers like 0,42,3407 or a range like 1-14") from None
+    return out
+
+
+def _overrides(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    for item in value:
+        if "=" not in item or item.startswith("="):
+            raise click.BadParameter(f"{item!r}: expected key=value, e.g. train.epochs=5")
+    return list(value)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="rfsense")
+@click.option("-v", "--verbose", count=True, help="More detail (-v debug).")
+@click.option("-q", "--quiet", count=True, help="Only warnings and errors; no progress.")
+def main(verbose: int, quiet: int) -> None:
+    """rfsense: train one model fusing WiFi CSI, RFID and mmWave radar (XRF55), ship it as ONNX.
+
+    \b
+    rfsense synth DIR                    synthetic XRF55-layout data set
+    rfsense data check ROOT              validate an XRF55 tree
+    rfsense data pack ROOT OUT           preprocess + pack into memory-mapped arrays
+    rfsense train configs/xrf55.yaml     encoders + X-Fi-style fusion + DAGR
+    rfsense eval RUN                     7-subset accuracy + geometry diagnostics
+    rfsense compare RUN_A RUN_B          two runs side by side
+    rfsense export [RUN]                 ONNX + manifest, parity-checked
+    rfsense infer MODEL.onnx INPUT...    torch-free inference on recorded data
+    """
+    setup_logging(verbose - quiet)
+
+
+# ---------------------------------------------------------------------------------------------- synth
+@main.command(context_settings=CONTEXT)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--volunteers", default=2, show_default=True, type=click.IntRange(1), help="Number of volunteers.")
+@click.option("--actions", default=10, show_default=True, type=click.IntRange(1, 55), help="Actions 1..K.")
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(1), help="Trials per action.")
+@click.option("--scenes", default=1, show_default=True, type=click.IntRange(1), help="Scenes (rooms).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--layout", default="flat", show_default=True, type=click.Choice(["flat", "scenes"]))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
+def synth(out: Path, volunteers: int, actions: int, trials: int, scenes: int, seed: int, layout: str,
+          workers: int) -> None:
+    """Write a deterministic synthetic data set in the XRF55 layout to OUT."""
+    from rfsense.data.synth import SynthConfig, synthesize
+
+    try:
+        cfg = SynthConfig(volunteers=volunteers, actions=actions, trials=trials, scenes=scenes, seed=seed,
+                          layout=layout)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    summary = synthesize(out, cfg, workers=workers)
+    click.echo(f"{summary['n_samples']} samples in {out} ({summary['n_written']} written, "
+               f"{summary['n_skipped']} already there, {summary['seconds']:.1f} s)")
+
+
+# ----------------------------------------------------------------------------------------------- data
+@main.group(cls=_Group, context_settings=CONTEXT)
+def data() -> None:
+    """Check and pack XRF55-layout data."""
+
+
+def _split_options(f):
+    f = click.option("--test-volunteers", callback=_int_list, help="Cross-subject split: these volunteers are test.")(f)
+    f = click.option("--train-trials", callback=_int_list, help="Trials in train (default 1-14; rest test).")(f)
+    f = click.option("--protocol", type=click.Choice(["trials", "volunteers", "folders"]), default=None,
+                     help="Split rule (default: trials, or volunteers when --test-volunteers is given).")(f)
+    return f
+
+
+def _split_spec(protocol: str | None, train_trials: list[int] | None, test_volunteers: list[int] | None):
+    from rfsense.data.layout import SplitSpec
+
+    kwargs: dict = {}
+    if train_trials:
+        kwargs["train_trials"] = tuple(train_trials)
+    if test_volunteers:
+        kwargs["test_volunteers"] = tuple(test_volunteers)
+    kwargs["protocol"] = protocol or ("volunteers" if test_volunteers else "trials")
+    return SplitSpec(**kwargs)
+
+
+@data.command(context_settings=CONTEXT)
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quick", is_flag=True, help="Headers only: skip the NaN/Inf scan of the values.")
+@_split_options
+def check(root: Path, as_json: bool, quick: bool, protocol, train_trials, test_volunteers) -> None:
+    """Validate the XRF55 tree at ROOT; exit 1 when problems are found."""
+    from rfsense.data.validate import check_tree
+
+    report = check_tree(root, _split_spec(protocol, train_trials, test_volunteers), scan_values=not quick)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+    if not report.ok:
+        sys.exit(1)
+
+
+@data.command("pack", context_settings=CONTEXT)
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take data.preprocessing and data.split from this run config.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable files (their modality is marked absent).")
+@click.option("--overwrite", is_flag=True, help="Replace a pack of other data or settings at OUT.")
+@_split_options
+def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_bad: bool, overwrite: bool,
+             protocol, train_trials, test_volunteers) -> None:
+    """Preprocess ROOT once and pack it into memory-mapped arrays at OUT."""
+    from rfsense.data.pack import pack
+    from rfsense.data.preprocess import PreprocessConfig
+
+    prep, spec = PreprocessConfig(), _split_spec(protocol, train_trials, test_volunteers)
+    if config_path is not None:
+        from rfsense.train.config import load_config
+
+        cfg = load_config(config_path)
+        prep = cfg.data.preprocessing
+        if not (protocol or train_trials or test_volunteers):
+            spec = cfg.data.split
+    p = pack(root, out, prep, spec, dtype, skip_bad=skip_bad, overwrite=overwrite)
+    click.echo(f"pack {p.path}: " + ", ".join(f"{k} {v}" for k, v in p.meta["splits"].items()) + f" ({dtype})")
+
+
+# ---------------------------------------------------------------------------------------------- train
+@main.command(context_settings=CONTEXT)
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, callback=_overrides, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@click.option("--seeds", callback=_int_list, help="Train one run per seed, e.g. 0,42,3407; report mean ± std.")
+def train(config: Path, overrides: list[str], resume: bool, overwrite: bool, seeds: list[int] | None) -> None:
+    """Train the fusion model described by CONFIG (YAML) and evaluate it on the test split."""
+    from rfsense.train.config import load_config
+    from rfsense.train.loop import run
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    result = run(load_config(config, overrides), seeds=seeds, resume=resume, overwrite=overwrite)
+    click.echo(result["table"])
+
+
+@main.command("eval", context_settings=CONTEXT)
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def eval_cmd(run_dir: Path, checkpoint: str, as_json: bool) -> None:
+    """Accuracy on all 7 modality subsets and geometry diagnostics for RUN (or a folder of seed runs)."""
+    from rfsense.train.loop import evaluate_run
+
+    result = evaluate_run(run_dir, which=checkpoint)
+    table = result.pop("table")
+    click.echo(json.dumps(result, indent=2) if as_json else table)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def compare(run_a: Path, run_b: Path) -> None:
+    """Two evaluated runs side by side, with the improvement of RUN_B over RUN_A."""
+    from rfsense.train.report import compare_table
+
+    results = []
+    for r in (run_a, run_b):
+        f = r / "results.json"
+        if not f.is_file():
+            raise click.ClickException(f"{r} has no results.json; run `rfsense eval {r}` first")
+        results.append(json.loads(f.read_text()))
+    click.echo(compare_table(results[0], results[1], run_a.name, run_b.name))

@@ -1,0 +1,190 @@
+"""Validate XRF55 files and trees with messages that name the file, the array and what was expected.
+
+Headers are read from the .npy header alone; value scans (NaN/Inf counts) go through a read-only
+memory map in chunks, so checking a 285 GB tree never holds a whole array in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rfsense.data.layout import Problem, SplitSpec, discover, split_samples
+from rfsense.errors import DataError
+from rfsense.modalities import FOLDERS, MODALITIES, SHAPE_MEANING, SHAPES, Modality
+from rfsense.progress import progress
+
+__all__ = [
+    "CheckReport",
+    "NpyHeader",
+    "check_modality",
+    "check_tree",
+    "load_modality",
+    "read_npy_header",
+]
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int
+
+
+def read_npy_header(path: str | os.PathLike[str]) -> NpyHeader:
+    """Parse a .npy header without reading the array; raise DataError if the file is empty, not .npy or truncated."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: zero-byte file")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a valid .npy file ({err})") from None
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds Python objects (dtype {dtype}); expected a real float array")
+    if size < need:
+        raise DataError(f"{path}: truncated: {size} bytes, header promises {need} ({shape} {dtype})")
+    return NpyHeader(tuple(shape), dtype, fortran, offset)
+
+
+def _expected(modality: Modality) -> str:
+    shape = SHAPES[modality]
+    extra = " or (1, 17, 256, 128)" if modality == "mmwave" else ""
+    return f"{shape}{extra} = {SHAPE_MEANING[modality]}"
+
+
+def _canonical_shape(modality: Modality, shape: tuple[int, ...]) -> bool:
+    want = SHAPES[modality]
+    return shape == want or (modality == "mmwave" and shape == (1, *want))
+
+
+def _check_dtype(dtype: np.dtype, modality: Modality, source: str) -> None:
+    if dtype.kind != "f":
+        raise DataError(f"{modality} array in {source} has dtype {dtype}; expected a real float dtype (float16/32/64)")
+
+
+def check_modality(arr: np.ndarray, modality: Modality, source: str = "<array>") -> np.ndarray:
+    """Check one sample's array and return it in canonical shape (mmWave's leading 1 dropped).
+
+    Raises:
+        DataError: wrong shape or a non-float dtype; the message names the source and the expected shape.
+    """
+    arr = np.asarray(arr)
+    _check_dtype(arr.dtype, modality, source)
+    if not _canonical_shape(modality, arr.shape):
+        raise DataError(f"{modality} array in {source} has shape {arr.shape}; expected {_expected(modality)}")
+    return arr.reshape(SHAPES[modality])
+
+
+def load_modality(path: str | os.PathLike[str], modality: Modality, mmap: bool = False) -> np.ndarray:
+    """Load one modality file, validated, in canonical shape (values not scanned)."""
+    header = read_npy_header(path)
+    _check_dtype(header.dtype, modality, str(path))
+    if not _canonical_shape(modality, header.shape):
+        raise DataError(f"{modality} array in {path} has shape {header.shape}; expected {_expected(modality)}")
+    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    return arr.reshape(SHAPES[modality])
+
+
+def _count_nonfinite(path: Path, chunk: int = 1 << 22) -> int:
+    flat = np.load(path, mmap_mode="r", allow_pickle=False).reshape(-1)
+    return int(sum(np.count_nonzero(~np.isfinite(flat[i : i + chunk])) for i in range(0, flat.size, chunk)))
+
+
+@dataclass
+class CheckReport:
+    root: str
+    layout: str
+    n_samples: int
+    splits: dict[str, int]
+    coverage: dict[str, dict[str, int]]  # split -> modality -> files present
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {
+            "root": self.root,
+            "layout": self.layout,
+            "ok": self.ok,
+            "n_samples": self.n_samples,
+            "splits": self.splits,
+            "coverage": self.coverage,
+            "problem_counts": dict(Counter(p.kind for p in self.problems)),
+            "problems": [{"kind": p.kind, "path": p.path, "message": p.message} for p in self.problems],
+        }
+
+    def format(self, max_problems: int = 50) -> str:
+        lines = [f"XRF55 tree {self.root} (layout: {self.layout}), {self.n_samples} samples", ""]
+        head = f"{'split':<8}{'samples':>9}" + "".join(f"{FOLDERS[m]:>9}" for m in MODALITIES)
+        lines += [head, "-" * len(head)]
+        for split, n in self.splits.items():
+            cov = self.coverage[split]
+            lines.append(f"{split:<8}{n:>9}" + "".join(f"{cov[m]:>9}" for m in MODALITIES))
+        lines.append("")
+        if self.ok:
+            lines.append("no problems found")
+        else:
+            counts = Counter(p.kind for p in self.problems)
+            lines.append(f"{len(self.problems)} problems: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            lines += [f"  {p}" for p in self.problems[:max_problems]]
+            if len(self.problems) > max_problems:
+                lines.append(f"  ... {len(self.problems) - max_problems} more (use --json for all)")
+        return "\n".join(lines)
+
+
+def _check_file(path: Path, modality: Modality, scan_values: bool) -> list[Problem]:
+    try:
+        header = read_npy_header(path)
+    except DataError as err:
+        kind = "zero_byte" if "zero-byte" in str(err) else "truncated" if "truncated" in str(err) else "bad_file"
+        return [Problem(kind, str(path), str(err).split(": ", 1)[-1])]
+    if header.dtype.kind != "f":
+        return [Problem("bad_dtype", str(path), f"dtype {header.dtype}; expected a real float dtype")]
+    if not _canonical_shape(modality, header.shape):
+        return [Problem("bad_shape", str(path), f"{modality} shape {header.shape}; expected {_expected(modality)}")]
+    if scan_values:
+        bad = _count_nonfinite(path)
+        if bad:
+            total = int(np.prod(header.shape))
+            return [Problem("nonfinite", str(path), f"{bad} of {total} values are NaN/Inf ({100 * bad / total:.2f}%)")]
+    return []
+
+
+def check_tree(
+    root: str | os.PathLike[str], spec: SplitSpec = SplitSpec(), scan_values: bool = True
+) -> CheckReport:
+    """Discover and check every file under `root`: names, partners, duplicates, headers, shapes, dtypes, NaN/Inf."""
+    found = discover(root)
+    splits = split_samples(found.samples, spec)
+    problems = list(found.problems)
+    coverage: dict[str, dict[str, int]] = {}
+    for split, samples in splits.items():
+        coverage[split] = {m: sum(m in s.files for s in samples) for m in MODALITIES}
+    jobs: list[tuple[Path, Modality]] = [(p, m) for s in found.samples for m, p in s.files.items()]
+    for path, modality in progress(jobs, header="checking files"):
+        problems.extend(_check_file(path, modality, scan_values))
+    return CheckReport(
+        root=str(found.root),
+        layout=found.layout,
+        n_samples=len(found.samples),
+        splits={k: len(v) for k, v in splits.items()},
+        coverage=coverage,
+        problems=problems,
+    )
+

@@ -1,0 +1,107 @@
+"""Turn what users have on disk into inference samples (numpy only; no torch).
+
+- an XRF55-layout folder (any layout) or one `.npy` of a sample (its partners are found by key),
+- `.npz` bundles with keys `mmwave`, `wifi`, `rfid` (any may be missing),
+- raw Intel 5300 `.dat` captures, one file per receiver (given together, up to 3), cut into windows.
+
+A file that cannot be read does not stop the others: its modality becomes None and a note says why,
+so the runtime's health report carries it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rfsense.data.layout import discover, parse_key
+from rfsense.errors import DataError
+from rfsense.modalities import FOLDERS, MODALITIES
+
+__all__ = ["InferSample", "iter_inputs"]
+
+_NPZ_KEYS = set(MODALITIES)
+
+
+@dataclass
+class InferSample:
+    id: str
+    arrays: dict[str, np.ndarray | None]
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_npy(path: Path, notes: list[str]) -> np.ndarray | None:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        notes.append(f"{path}: unreadable ({err})")
+        return None
+
+
+def _from_files(sample_id: str, files: dict[str, Path]) -> InferSample:
+    notes: list[str] = []
+    arrays = {m: (_load_npy(files[m], notes) if m in files else None) for m in MODALITIES}
+    return InferSample(sample_id, arrays, notes)
+
+
+def _single_npy(path: Path) -> InferSample:
+    """One `<v>_<a>_<t>.npy` inside a modality folder: find its partners by key in sibling folders."""
+    key = parse_key(path.name)
+    folder_to_mod = {v.lower(): k for k, v in FOLDERS.items()}
+    if key is None or path.parent.name.lower() not in folder_to_mod:
+        raise DataError(f"{path}: a single .npy input must be <volunteer>_<action>_<trial>.npy inside a "
+                        f"{'/'.join(FOLDERS.values())} folder")
+    files: dict[str, Path] = {}
+    for sibling in path.parent.parent.iterdir():
+        mod = folder_to_mod.get(sibling.name.lower())
+        if mod is None or not sibling.is_dir():
+            continue
+        for candidate in sibling.glob("*.npy"):
+            if parse_key(candidate.name) == key:
+                files[mod] = candidate
+                break
+    return _from_files(str(key), files)
+
+
+def _npz(path: Path) -> InferSample:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            unknown = set(z.files) - _NPZ_KEYS
+            if unknown:
+                raise DataError(f"{path}: unknown arrays {sorted(unknown)}; expected any of mmwave, wifi, rfid")
+            arrays = {m: (z[m] if m in z.files else None) for m in MODALITIES}
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz bundle ({err})") from None
+    return InferSample(path.stem, arrays)
+
+
+def iter_inputs(
+    paths: list[str | os.PathLike[str]], *, hop_s: float | None = None, short: str = "pad"
+) -> Iterator[InferSample]:
+    """Yield inference samples from the given paths in order (all `.dat` files form one capture)."""
+    dats = [Path(p) for p in paths if str(p).endswith(".dat")]
+    for p in map(Path, paths):
+        if not p.exists():
+            raise DataError(f"input {p} does not exist")
+        if p.suffix == ".dat":
+            continue
+        if p.is_dir():
+            for s in discover(p).samples:
+                prefix = "/".join(x for x in (s.origin, s.scene) if x)
+                yield _from_files(f"{prefix}/{s.key}" if prefix else str(s.key), dict(s.files))
+        elif p.suffix == ".npz":
+            yield _npz(p)
+        elif p.suffix == ".npy":
+            yield _single_npy(p)
+        else:
+            raise DataError(f"input {p}: expected a folder, .npy, .npz or Intel 5300 .dat file")
+    if dats:
+        from rfsense.data.ingest import read_intel5300
+
+        for w in read_intel5300(dats, hop_s=hop_s, short=short):
+            name = "+".join(Path(s).stem for s in w.sources)
+            yield InferSample(f"{name}@{w.start_s:.1f}-{w.end_s:.1f}s", {"mmwave": None, "wifi": w.wifi, "rfid": None},
+                              list(w.flags))

@@ -1,0 +1,1 @@
+"""Training: DAGR, DML pairing, the loop, evaluation, checkpoints (torch)."""

@@ -1,0 +1,49 @@
+"""Batches from a pack: per-sample modality-subset sampling and reading rows from the memory maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rfsense.data.pack import PackedSplit
+from rfsense.modalities import MODALITIES
+
+__all__ = ["read_rows", "sample_presence"]
+
+
+def sample_presence(
+    rng: np.random.Generator, usable: np.ndarray, keep_prob: tuple[float, float, float], max_redraws: int = 64
+) -> np.ndarray:
+    """Draw a per-sample presence mask (B, 3): Bernoulli(keep_prob) AND usable, empty draws redrawn.
+
+    A sample whose draws stay empty after `max_redraws` (e.g. its only usable modality has a tiny
+    keep probability) keeps all its usable modalities, so every sample with data trains.
+    """
+    usable = np.asarray(usable, dtype=bool)
+    p = np.asarray(keep_prob, dtype=np.float64)
+    present = (rng.random(usable.shape) < p) & usable
+    for _ in range(max_redraws):
+        empty = ~present.any(axis=1) & usable.any(axis=1)
+        if not empty.any():
+            break
+        present[empty] = (rng.random((int(empty.sum()), 3)) < p) & usable[empty]
+    empty = ~present.any(axis=1)
+    present[empty] = usable[empty]
+    return present
+
+
+def read_rows(split: PackedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """Read rows into float32 tensors. `rows` is (B,) or (B, 3) with a row per modality (DML pairing).
+
+    Rows are read in sorted order (sequential disk access on the memory map) and put back in place.
+    """
+    rows = np.asarray(rows)
+    out = {}
+    for j, m in enumerate(MODALITIES):
+        r = rows[:, j] if rows.ndim == 2 else rows
+        order = np.argsort(r, kind="stable")
+        data = np.asarray(split.arrays[m][r[order]], dtype=np.float32)
+        back = np.empty_like(data)
+        back[order] = data
+        out[m] = torch.from_numpy(back)
+    return out

@@ -1,0 +1,335 @@
+"""The training loop: `rfsense train CONFIG` ends here.
+
+    run(load_config("configs/quickstart.yaml"))          # one seed
+    run(cfg, seeds=[0, 42, 3407])                         # mean ± std over seeds
+
+A run folder holds config.yaml (resolved), metrics.jsonl (one row per epoch), steps.jsonl
+(loss, L_d, L_a, α* every step), last.pt / best.pt (state dicts), results.json and results.txt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from rfsense.data.pack import Pack, pack, settings_digest
+from rfsense.errors import ConfigError, DataError
+from rfsense.models import build_model, model_config_from_dict
+from rfsense.train.batches import read_rows, sample_presence
+from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
+from rfsense.train.config import RunConfig, to_dict
+from rfsense.train.dagr import dagr_backward
+from rfsense.train.diagnostics import geometry_diagnostics
+from rfsense.train.evaluate import collect_embeddings, evaluate_subsets, mean_accuracy
+from rfsense.train.pairing import SameClassPairer
+from rfsense.train.report import aggregate_seeds, geometry_table, subset_table
+
+__all__ = ["evaluate_run", "fit", "open_run_pack", "resolve_device", "run", "train_one_epoch"]
+
+_logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when a device is usable, else the CPU; 'cuda' without one is a ConfigError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda requested but no CUDA device is available; use auto or cpu")
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def open_run_pack(cfg: RunConfig) -> Pack:
+    """Open (packing on first use) the pack for the run's data root and settings."""
+    d = cfg.data
+    root = Path(d.root)
+    if not root.is_dir():
+        raise DataError(
+            f"data root {root} not found. Put the XRF55 download there (its {{WiFi,RFID,mmWave}} folders, "
+            f"or Scene*/ or train_data/test_data above them), set data.root, or make a synthetic stand-in: "
+            f"rfsense synth {root}"
+        )
+    pack_dir = Path(d.pack_dir) if d.pack_dir else root.with_name(root.name + ".packs") / settings_digest(
+        d.preprocessing, d.pack_dtype, d.split
+    )
+    return pack(root, pack_dir, d.preprocessing, d.split, d.pack_dtype)  # a no-op when up to date
+
+
+def _split_rows(labels_usable: np.ndarray, n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation rows of the training split (rows with no usable modality are dropped)."""
+    rows = np.flatnonzero(labels_usable)
+    rng = np.random.default_rng([seed, 7919])
+    perm = rng.permutation(rows)
+    n_val = int(round(val_fraction * len(perm)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    split: Any,
+    rows: np.ndarray,
+    cfg: RunConfig,
+    epoch: int,
+    device: torch.device,
+    step_log: Any = None,
+) -> dict[str, float]:
+    """One pass over `rows` in a seeded order; returns the epoch's mean loss, L_d, L_a and α*."""
+    tc = cfg.train
+    rng = np.random.default_rng([tc.seed, epoch])
+    order = rng.permutation(rows)
+    pairer = (
+        SameClassPairer(split.labels, split.usable, seed=tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
+    )
+    enc_params = list(model.encoder_parameters())
+    all_params = [p for p in model.parameters() if p.requires_grad]
+    use_amp = tc.amp and device.type == "cuda"
+    model.train()
+    sums = {"loss": 0.0, "L_d": 0.0, "L_a": 0.0, "alpha": 0.0}
+    n_alpha = 0
+    n_steps = math.ceil(len(order) / tc.batch_size)
+    t0 = time.monotonic()
+    for step in range(n_steps):
+        idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
+        read = pairer.pair(idx) if pairer is not None else idx
+        x = {m: t.to(device, non_blocking=True) for m, t in read_rows(split, read).items()}
+        usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
+        present = torch.from_numpy(sample_presence(rng, usable, tc.keep_prob)).to(device)
+        y = torch.from_numpy(split.labels[idx]).to(device)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits, z = model.forward_features(x["mmwave"], x["wifi"], x["rfid"], present)
+        loss_task = F.cross_entropy(logits.float(), y)
+        if cfg.dagr.enabled:
+            stats = dagr_backward(loss_task, z.float(), present, enc_params, cfg.dagr)
+        else:
+            loss_task.backward()
+            stats = {"loss_task": float(loss_task.detach()), "L_d": float("nan"), "L_a": float("nan"), "alpha": float("nan")}
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(all_params, tc.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        sums["loss"] += stats["loss_task"]
+        for k in ("L_d", "L_a"):
+            sums[k] += stats[k] if math.isfinite(stats[k]) else 0.0
+        if math.isfinite(stats["alpha"]):
+            sums["alpha"] += stats["alpha"]
+            n_alpha += 1
+        if step_log is not None:
+            row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **stats}
+            step_log.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                       for k, v in row.items()}) + "\n")
+        if tc.log_every and (step + 1) % tc.log_every == 0:
+            rate = (step + 1) / (time.monotonic() - t0)
+            _logger.info(
+                "epoch %d [%d/%d] loss %.3f L_d %.3f L_a %.4f alpha %.2f  %.1f step/s",
+                epoch + 1, step + 1, n_steps, stats["loss_task"], stats["L_d"], stats["L_a"], stats["alpha"], rate,
+            )
+    out = {k: v / max(1, n_steps) for k, v in sums.items() if k != "alpha"}
+    out["alpha"] = sums["alpha"] / n_alpha if n_alpha else float("nan")
+    return out
+
+
+def _prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif not resume:
+            raise ConfigError(f"run folder {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
+    elif resume:
+        raise ConfigError(f"--resume: run folder {run_dir} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False,
+        stop_after: int | None = None) -> dict[str, Any]:
+    """Train one seed into `run_dir` and evaluate best.pt on the test split; returns the results dict.
+
+    `stop_after` ends training after that many epochs in this call (used to test resume equivalence).
+    """
+    run_dir = Path(run_dir or cfg.run_dir)
+    _prepare_run_dir(cfg, run_dir, resume, overwrite)
+    if resume:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        if saved != to_dict(cfg):
+            _logger.warning("--resume: the config differs from %s; continuing with the saved one", run_dir / "config.yaml")
+            from rfsense.train.config import config_from_tree
+
+            cfg = config_from_tree(saved)
+    else:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    data = open_run_pack(cfg)
+    train, test = data.split("train"), data.split("test")
+    train_rows, val_rows = _split_rows(train.usable.any(axis=1), len(train), tc.val_fraction, tc.seed)
+    if len(train_rows) == 0:
+        raise DataError(f"no usable training samples in {data.path}")
+
+    torch.manual_seed(tc.seed)
+    model_cfg = model_config_from_dict(dict(cfg.model))
+    model = build_model(model_cfg)
+    model.set_norm_stats(data.stats.mean, data.stats.std)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = math.ceil(len(train_rows) / tc.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(tc.epochs * steps_per_epoch, max(1, int(tc.warmup_epochs * steps_per_epoch)))
+    )
+    start_epoch, best = 0, -1.0
+    if resume and (run_dir / "last.pt").is_file():
+        state = load_checkpoint(run_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        _logger.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+    n_params = sum(p.numel() for p in model.parameters())
+    _logger.info(
+        "training %s: %s preset, %.2fM parameters, %d train / %d val / %d test samples, device %s, DAGR %s",
+        run_dir, model_cfg.preset, n_params / 1e6, len(train_rows), len(val_rows), len(test), device,
+        f"{cfg.dagr.mode}/{cfg.dagr.pareto_space}" if cfg.dagr.enabled else "off",
+    )
+    mode = "a" if resume else "w"
+    with open(run_dir / "metrics.jsonl", mode) as mlog, open(run_dir / "steps.jsonl", mode) as slog:
+        for epoch in range(start_epoch, tc.epochs):
+            if stop_after is not None and epoch >= start_epoch + stop_after:
+                return {}
+            t0 = time.monotonic()
+            stats = train_one_epoch(model, optimizer, scheduler, train, train_rows, cfg, epoch, device, slog)
+            val = evaluate_subsets(model, train, val_rows, device, tc.eval_batch_size) if len(val_rows) else {}
+            score = mean_accuracy(val) if val else float(epoch)  # no validation rows: best = last
+            row = {"epoch": epoch + 1, **stats, "lr": scheduler.get_last_lr()[0],
+                   "val": {k: v["acc"] for k, v in val.items()}, "val_mean": score if val else None,
+                   "seconds": round(time.monotonic() - t0, 2)}
+            mlog.write(json.dumps(_finite(row)) + "\n")
+            mlog.flush()
+            slog.flush()
+            state = {
+                "model": model.state_dict(), "model_config": dataclasses.asdict(model_cfg),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": max(best, score),
+            }
+            if score > best:
+                best = score
+                save_checkpoint(run_dir / "best.pt", {"model": state["model"], "model_config": state["model_config"],
+                                                      "epoch": epoch, "val_mean": score})
+            save_checkpoint(run_dir / "last.pt", state)
+            _logger.info(
+                "epoch %d/%d  loss %.3f  L_d %.3f  L_a %.4f  alpha %.2f  val %s  (%.0fs)",
+                epoch + 1, tc.epochs, stats["loss"], stats["L_d"], stats["L_a"], stats["alpha"],
+                f"{100 * score:.1f}%" if val else "-", row["seconds"],
+            )
+    return evaluate_run(run_dir, device=device)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: map non-finite floats to None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def load_run_model(run_dir: Path, which: str = "best") -> tuple[torch.nn.Module, RunConfig]:
+    """Rebuild a run's model from its config and checkpoint (state dict only)."""
+    from rfsense.train.config import config_from_tree
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise DataError(f"{run_dir} is not a run folder (no config.yaml)")
+    cfg = config_from_tree(yaml.safe_load(cfg_path.read_text()))
+    state = load_checkpoint(run_dir / f"{which}.pt")
+    model = build_model(model_config_from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, cfg
+
+
+def evaluate_run(run_dir: str | Path, device: torch.device | str = "cpu", which: str = "best") -> dict[str, Any]:
+    """Evaluate a finished run's checkpoint on the test split; writes results.json and results.txt.
+
+    A folder of seed runs (seed*/ with results) is aggregated into mean ± std instead.
+    """
+    run_dir = Path(run_dir)
+    seed_dirs = sorted(p for p in run_dir.glob("seed*") if (p / "config.yaml").is_file())
+    if seed_dirs and not (run_dir / "config.yaml").is_file():
+        results = [evaluate_run(p, device, which) for p in seed_dirs]
+        agg = aggregate_seeds(results)
+        agg["seeds"] = [p.name for p in seed_dirs]
+        return _write_results(run_dir, agg, title=f"{run_dir.name} ({len(seed_dirs)} seeds)")
+    model, cfg = load_run_model(run_dir, which)
+    device = torch.device(device)
+    model.to(device)
+    data = open_run_pack(cfg)
+    test = data.split("test")
+    subsets = evaluate_subsets(model, test, None, device, cfg.train.eval_batch_size)
+    z, present, labels = collect_embeddings(model, test, device, cfg.train.eval_batch_size)
+    geometry = geometry_diagnostics(z, present, labels, tau=cfg.dagr.tau)
+    result = {
+        "run": str(run_dir),
+        "checkpoint": which,
+        "subsets": {k: v["acc"] for k, v in subsets.items()},
+        "n": {k: v["n"] for k, v in subsets.items()},
+        "geometry": geometry,
+    }
+    return _write_results(run_dir, result, title=run_dir.name)
+
+
+def _write_results(run_dir: Path, result: dict[str, Any], title: str) -> dict[str, Any]:
+    text = subset_table(result["subsets"], title=f"{title}: test accuracy (%)")
+    if result.get("geometry"):
+        text += "\n\n" + geometry_table(result["geometry"])
+    result = _finite(result)
+    tmp = run_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(run_dir / "results.json")
+    (run_dir / "results.txt").write_text(text + "\n")
+    result["table"] = text
+    return result
+
+
+def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train one run, or one per seed under RUN/seed<k>/ and aggregate them (mean ± std)."""
+    if not seeds:
+        return fit(cfg, resume=resume, overwrite=overwrite)
+    root = cfg.run_dir
+    if root.exists() and any(root.iterdir()) and not (resume or overwrite):
+        raise ConfigError(f"run folder {root} already exists; pass --resume to continue it or --overwrite to replace it")
+    if overwrite and root.exists():
+        shutil.rmtree(root)
+    results = []
+    for seed in seeds:
+        seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        sub = root / f"seed{seed}"
+        results.append(fit(seeded, run_dir=sub, resume=resume and sub.exists(), overwrite=False))
+    agg = aggregate_seeds(results)
+    agg["seeds"] = [f"seed{s}" for s in seeds]
+    return _write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")
