@@ -213,3 +213,60 @@ def compare(run_a: Path, run_b: Path) -> None:
             raise click.ClickException(f"{r} has no results.json; run `rfsense eval {r}` first")
         results.append(json.loads(f.read_text()))
     click.echo(compare_table(results[0], results[1], run_a.name, run_b.name))
+
+
+# --------------------------------------------------------------------------------------------- deploy
+@main.command("export", context_settings=CONTEXT)
+@click.argument("run_dir", metavar="[RUN]", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", default=Path("export"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--int8", is_flag=True, help="Also write a dynamically quantised (MatMul/Gemm) model, compared with fp32.")
+@click.option("--runs", "runs_root", default=Path("runs"), show_default=True, type=click.Path(path_type=Path),
+              help="Where to look for the newest run when RUN is not given.")
+def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> None:
+    """Export RUN's best checkpoint (default: the newest run) to ONNX with a manifest; checks parity."""
+    from rfsense.deploy.export import export_run
+
+    m = export_run(run_dir, out=out, int8=int8, runs_root=runs_root)
+    p = m["parity"]
+    click.echo(f"wrote {out / m['model_file']} ({m['size_bytes'] / 1e6:.2f} MB, sha256 {m['sha256'][:12]}...) "
+               f"and its manifest {out / (Path(m['model_file']).stem + '.json')}")
+    click.echo(f"parity vs PyTorch eval(): 7 subsets x batch 1, 7: max |dlogit| {p['max_abs_diff']:.2e} "
+               f"(rtol {p['rtol']}, atol {p['atol']}), top-1 identical: {p['top1_equal']}")
+    if int8:
+        q = m["int8"]
+        click.echo(f"\n{'variant':<8}{'accuracy':>10}{'size MB':>10}{'p50 ms':>9}{'p90 ms':>9}")
+        for k in ("fp32", "int8"):
+            r = q[k]
+            click.echo(f"{k:<8}{100 * r['accuracy']:>9.2f}%{r['size_bytes'] / 1e6:>10.2f}"
+                       f"{r['latency_ms_b1']['p50']:>9.2f}{r['latency_ms_b1']['p90']:>9.2f}")
+        click.echo(f"top-1 agreement int8 vs fp32: {100 * q['top1_agreement']:.2f}% on {q['n_test']} test samples "
+                   f"(all usable modalities, batch-1 latency)")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1, 55))
+@click.option("--providers", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1), help="onnxruntime intra-op threads (default: its own choice).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--hop", "hop_s", type=click.FloatRange(min=0, min_open=True),
+              help="Hop in seconds between 5 s windows of long .dat captures (default: 5, no overlap).")
+@click.option("--short", type=click.Choice(["pad", "refuse"]), default="pad", show_default=True,
+              help="A .dat capture shorter than one window: pad it (flagged) or refuse it.")
+def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers: str, threads: int | None,
+          batch_size: int, hop_s: float | None, short: str) -> None:
+    """Classify recorded sensor data with MODEL.onnx (torch-free).
+
+    INPUT: XRF55-layout folders, single <v>_<a>_<t>.npy files (partners found by key), .npz bundles with
+    mmwave/wifi/rfid arrays, or Intel 5300 .dat captures (one per receiver, up to 3, given together).
+    """
+    from rfsense.deploy.infer import infer_paths
+    from rfsense.deploy.runtime import Runtime, format_predictions
+
+    rt = Runtime(model, providers=providers, threads=threads)
+    ids, preds = infer_paths(rt, list(inputs), top_k=top_k, batch_size=batch_size, hop_s=hop_s, short=short)
+    if fmt == "table":
+        click.echo(f"model {model} on {', '.join(rt.providers)}; {len(preds)} samples", err=True)
+    click.echo(format_predictions(preds, ids, fmt))

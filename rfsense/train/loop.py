@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from rfsense.data.pack import Pack, pack, settings_digest
+from rfsense.data.pack import Pack, open_pack, pack, settings_digest
 from rfsense.errors import ConfigError, DataError
 from rfsense.models import build_model, model_config_from_dict
 from rfsense.train.batches import read_rows, sample_presence
@@ -53,15 +53,17 @@ def open_run_pack(cfg: RunConfig) -> Pack:
     """Open (packing on first use) the pack for the run's data root and settings."""
     d = cfg.data
     root = Path(d.root)
+    pack_dir = Path(d.pack_dir) if d.pack_dir else root.with_name(root.name + ".packs") / settings_digest(
+        d.preprocessing, d.pack_dtype, d.split
+    )
+    if not root.is_dir() and (pack_dir / "pack.json").is_file():
+        return open_pack(pack_dir)  # the raw tree may be deleted once packed
     if not root.is_dir():
         raise DataError(
             f"data root {root} not found. Put the XRF55 download there (its {{WiFi,RFID,mmWave}} folders, "
             f"or Scene*/ or train_data/test_data above them), set data.root, or make a synthetic stand-in: "
             f"rfsense synth {root}"
         )
-    pack_dir = Path(d.pack_dir) if d.pack_dir else root.with_name(root.name + ".packs") / settings_digest(
-        d.preprocessing, d.pack_dtype, d.split
-    )
     return pack(root, pack_dir, d.preprocessing, d.split, d.pack_dtype)  # a no-op when up to date
 
 
@@ -230,7 +232,7 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
             mlog.flush()
             slog.flush()
             state = {
-                "model": model.state_dict(), "model_config": dataclasses.asdict(model_cfg),
+                "model": model.state_dict(), "model_config": model_cfg.to_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": max(best, score),
             }

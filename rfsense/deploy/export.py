@@ -1,0 +1,259 @@
+"""Export a trained run to one ONNX file plus a manifest, parity-checked against PyTorch.
+
+    export_run("runs/quickstart", out="export/")            # export/rfsense.onnx + export/rfsense.json
+    export_run(None, int8=True)                             # newest run; also rfsense-int8.onnx
+
+The only module under rfsense/deploy that imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from rfsense.data.classes import CLASS_NAMES
+from rfsense.deploy.health import HealthConfig
+from rfsense.deploy.runtime import manifest_path_for
+from rfsense.errors import ModelFileError
+from rfsense.modalities import MODALITIES, SHAPES, SUBSETS, subset_mask
+from rfsense.train.batches import read_rows
+from rfsense.train.loop import load_run_model, open_run_pack
+
+__all__ = ["export_run", "find_newest_run", "onnx_operator_profile", "parity_check"]
+
+_logger = logging.getLogger(__name__)
+FORMAT = "rfsense-onnx/1"
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def find_newest_run(runs_root: str | os.PathLike[str] = "runs") -> Path:
+    """The run folder whose best.pt was written last (seed folders count as runs)."""
+    candidates = sorted(Path(runs_root).glob("**/best.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise ModelFileError(f"no trained run under {runs_root}/ (no best.pt); train one with `rfsense train CONFIG`")
+    return candidates[-1].parent
+
+
+def _resolve_run(run_dir: Path) -> Path:
+    """A multi-seed folder exports its first seed run (each seed is a full model)."""
+    if (run_dir / "best.pt").is_file():
+        return run_dir
+    seeds = sorted(p for p in run_dir.glob("seed*") if (p / "best.pt").is_file())
+    if seeds:
+        _logger.info("%s holds %d seed runs; exporting %s", run_dir, len(seeds), seeds[0].name)
+        return seeds[0]
+    raise ModelFileError(f"{run_dir} has no best.pt; is it a finished run folder?")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _export_onnx(model: torch.nn.Module, path: Path) -> None:
+    assert not model.training, "export needs model.eval()"
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    args = model.example_inputs(batch=2)
+    program = torch.onnx.export(
+        model,
+        args,
+        input_names=[*MODALITIES, "present"],
+        output_names=["logits"],
+        dynamic_shapes={"mmwave": {0: batch}, "wifi": {0: batch}, "rfid": {0: batch}, "present": {0: batch}},
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(str(path))  # one file: external data only above the 2 GB protobuf limit
+    onnx.checker.check_model(str(path), full_check=True)
+    dims = [d.dim_param or d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+    if not isinstance(dims[0], str):
+        raise ModelFileError(f"export produced a fixed batch dimension {dims}; expected a dynamic one")
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _parity_inputs(split: Any, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    rows = rng.choice(len(split), size=batch, replace=len(split) < batch)
+    return {m: t.numpy() for m, t in read_rows(split, rows).items()}
+
+
+def parity_check(model: torch.nn.Module, onnx_path: Path, split: Any, batch_sizes: tuple[int, ...] = (1, 7),
+                 seed: int = 0) -> dict[str, Any]:
+    """Compare ONNX (ORT CPU) with PyTorch eval() on all 7 subsets at each batch size, on real test inputs."""
+    sess = _session(onnx_path)
+    rng = np.random.default_rng(seed)
+    rows, worst, all_top1 = [], 0.0, True
+    for name, mods in SUBSETS:
+        for b in batch_sizes:
+            x = _parity_inputs(split, b, rng)
+            present = np.broadcast_to(np.array(subset_mask(mods)), (b, 3)).copy()
+            with torch.no_grad():
+                ref = model(*(torch.from_numpy(x[m]) for m in MODALITIES), torch.from_numpy(present)).numpy()
+            got = sess.run(["logits"], {**x, "present": present})[0]
+            diff = float(np.max(np.abs(ref - got)))
+            close = bool(np.allclose(got, ref, rtol=RTOL, atol=ATOL))
+            top1 = bool((ref.argmax(1) == got.argmax(1)).all())
+            worst, all_top1 = max(worst, diff), all_top1 and top1
+            rows.append({"subset": name, "batch": b, "max_abs_diff": diff, "allclose": close, "top1_equal": top1})
+    ok = all(r["allclose"] and r["top1_equal"] for r in rows)
+    return {"ok": ok, "rtol": RTOL, "atol": ATOL, "max_abs_diff": worst, "top1_equal": all_top1, "cases": rows}
+
+
+def onnx_operator_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Operator multiset and parameter count of an ONNX model (DAGR must leave no trace here)."""
+    model = onnx.load(str(path))
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    n_params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
+    return {"ops": dict(sorted(ops.items())), "n_params": n_params}
+
+
+def _ort_accuracy(sess: ort.InferenceSession, split: Any, batch_size: int = 32) -> tuple[float, np.ndarray]:
+    """Top-1 accuracy with every usable modality present, and the predictions (for agreement)."""
+    rows = np.flatnonzero(split.usable.any(axis=1))
+    preds = []
+    for start in range(0, len(rows), batch_size):
+        r = rows[start : start + batch_size]
+        x = {m: t.numpy() for m, t in read_rows(split, r).items()}
+        preds.append(sess.run(["logits"], {**x, "present": split.usable[r].copy()})[0].argmax(1))
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return float((pred == split.labels[rows]).mean()) if len(rows) else float("nan"), pred
+
+
+def _latency_ms(sess: ort.InferenceSession, n: int = 50) -> dict[str, float]:
+    x = {m: np.zeros((1, *SHAPES[m]), dtype=np.float32) for m in MODALITIES}
+    x["present"] = np.ones((1, 3), dtype=bool)
+    for _ in range(5):
+        sess.run(["logits"], x)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sess.run(["logits"], x)
+        times.append(1000 * (time.perf_counter() - t0))
+    return {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90))}
+
+
+def _quantize(fp32: Path, int8: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = int8.with_name(int8.stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        # MatMul/Gemm only: dynamic int8 Conv is slower than fp32 on x86 (reference notes §1.6).
+        quantize_dynamic(str(pre), str(int8), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def export_run(
+    run_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = "export",
+    int8: bool = False,
+    name: str = "rfsense",
+    runs_root: str | os.PathLike[str] = "runs",
+) -> dict[str, Any]:
+    """Export a run's best checkpoint to OUT/<name>.onnx + OUT/<name>.json; returns the manifest.
+
+    Raises:
+        ModelFileError: no run, or the exported graph disagrees with PyTorch beyond rtol 1e-4 / atol 1e-5.
+    """
+    run_dir = _resolve_run(Path(run_dir) if run_dir else find_newest_run(runs_root))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, cfg = load_run_model(run_dir, "best")
+    test = open_run_pack(cfg).split("test")
+    final = out / f"{name}.onnx"
+    tmp = out / f".{name}.onnx.tmp"
+    _logger.info("exporting %s -> %s", run_dir, final)
+    try:
+        _export_onnx(model, tmp)
+        parity = parity_check(model, tmp, test)
+        if not parity["ok"]:
+            bad = next(r for r in parity["cases"] if not (r["allclose"] and r["top1_equal"]))
+            raise ModelFileError(
+                f"ONNX parity failed on {bad['subset']} at batch {bad['batch']}: max |dlogit| {bad['max_abs_diff']:.2e} "
+                f"(rtol {RTOL}, atol {ATOL}), top-1 equal {bad['top1_equal']}; nothing was written"
+            )
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    results_path = run_dir / "results.json"
+    metrics = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    manifest = {
+        "format": FORMAT,
+        "model_file": final.name,
+        "sha256": _sha256(final),
+        "inputs": {
+            **{m: {"shape": ["batch", *SHAPES[m]], "dtype": "float32"} for m in MODALITIES},
+            "present": {"shape": ["batch", len(MODALITIES)], "dtype": "bool"},
+        },
+        "outputs": {"logits": {"shape": ["batch", len(CLASS_NAMES)], "dtype": "float32"}},
+        "modalities": list(MODALITIES),
+        "class_names": list(CLASS_NAMES),
+        "preprocessing": cfg.data.preprocessing.to_dict(),
+        "health": HealthConfig().to_dict(),
+        "run": {"path": str(run_dir), "name": cfg.name, "model": model.cfg.to_dict() if hasattr(model, "cfg") else cfg.model},
+        "metrics": {k: metrics.get(k) for k in ("subsets", "n", "geometry") if k in metrics},
+        "parity": {k: v for k, v in parity.items() if k != "cases"} | {"cases": parity["cases"]},
+        "size_bytes": final.stat().st_size,
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+    }
+    _write_json(manifest_path_for(final), manifest)
+    _logger.info("parity: max |dlogit| %.2e over 7 subsets x batch 1, 7; top-1 identical: %s",
+                 parity["max_abs_diff"], parity["top1_equal"])
+    if int8:
+        manifest["int8"] = _export_int8(final, manifest, test, name)
+        _write_json(manifest_path_for(final), manifest)
+    return manifest
+
+
+def _export_int8(fp32: Path, manifest: dict[str, Any], test: Any, name: str) -> dict[str, Any]:
+    """Dynamic int8 (MatMul/Gemm) beside fp32: accuracy, top-1 agreement, size, latency for both."""
+    q = fp32.with_name(f"{name}-int8.onnx")
+    tmp = q.with_name(f".{q.name}.tmp")
+    try:
+        _quantize(fp32, tmp)
+        os.replace(tmp, q)
+    finally:
+        tmp.unlink(missing_ok=True)
+    s32, s8 = _session(fp32), _session(q)
+    acc32, p32 = _ort_accuracy(s32, test)
+    acc8, p8 = _ort_accuracy(s8, test)
+    report = {
+        "file": q.name,
+        "fp32": {"accuracy": acc32, "size_bytes": fp32.stat().st_size, "latency_ms_b1": _latency_ms(s32)},
+        "int8": {"accuracy": acc8, "size_bytes": q.stat().st_size, "latency_ms_b1": _latency_ms(s8)},
+        "top1_agreement": float((p32 == p8).mean()) if len(p32) else float("nan"),
+        "n_test": int(len(p32)),
+    }
+    # fp32 parity does not carry over: int8 is judged by accuracy and agreement (reference notes §1.4).
+    qman = dict(manifest, model_file=q.name, sha256=_sha256(q), size_bytes=q.stat().st_size, quantization=report,
+                parity={"ok": None, "note": "int8: see quantization.top1_agreement and accuracy"})
+    qman.pop("int8", None)
+    _write_json(manifest_path_for(q), qman)
+    return report

@@ -1,0 +1,56 @@
+"""Shared fixtures: one tiny synthetic XRF55 tree per test session, made by the generator itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rfsense.data.layout import SplitSpec
+
+# 2 volunteers x 4 actions x 6 trials; trials 1-4 train, 5-6 test (the official 1-14 rule needs 15+ trials).
+TINY = {"volunteers": 2, "actions": 4, "trials": 6}
+TINY_SPLIT = SplitSpec(train_trials=(1, 2, 3, 4))
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    from rfsense.data.synth import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("synth") / "xrf55"
+    synthesize(root, SynthConfig(seed=0, **TINY), workers=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_pack(synth_root, tmp_path_factory):
+    from rfsense.data.pack import pack
+
+    return pack(synth_root, tmp_path_factory.mktemp("pack") / "p", spec=TINY_SPLIT)
+
+
+def tiny_config(root: Path, out_dir: Path, name: str = "tiny", **train):
+    """A run config for the tiny set: edge preset shrunk, DAGR on (pareto, params)."""
+    from rfsense.train.config import config_from_tree
+
+    tree = {
+        "name": name,
+        "out_dir": str(out_dir),
+        "data": {"root": str(root), "split": {"train_trials": list(TINY_SPLIT.train_trials)}},
+        "model": {"preset": "edge"},
+        "train": {"epochs": 6, "batch_size": 8, "lr": 0.003, "warmup_epochs": 0.5, "val_fraction": 0.0,
+                  "log_every": 0, "threads": 2, **train},
+        "dagr": {"enabled": True, "mode": "pareto", "pareto_space": "params"},
+    }
+    return config_from_tree(tree)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_root, synth_pack, tmp_path_factory) -> Path:
+    """One short training run shared by the train, eval and export tests."""
+    from rfsense.train.loop import fit
+
+    out = tmp_path_factory.mktemp("runs")
+    fit(tiny_config(synth_root, out))
+    return out / "tiny"

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rfsense.errors import ConfigError, DataError
+from rfsense.modalities import SUBSETS
+from rfsense.train.batches import sample_presence
+from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
+from rfsense.train.loop import evaluate_run, fit, run
+from tests.conftest import tiny_config
+
+
+def test_training_beats_chance(trained_run):
+    """4 classes (chance 25%) on 16 test samples after a few CPU epochs."""
+    result = json.loads((trained_run / "results.json").read_text())
+    assert set(result["subsets"]) == {name for name, _ in SUBSETS}
+    assert result["subsets"]["R+W+RF"] >= 0.5, result["subsets"]
+    assert result["subsets"]["R"] >= 0.5, result["subsets"]
+    assert result["n"]["R+W+RF"] == 16
+    geo = result["geometry"]
+    assert set(geo["effective_rank"]) == {"mmwave", "wifi", "rfid"}
+    assert 0.0 <= geo["outside_tau"] <= 1.0
+
+
+def test_run_folder_contents(trained_run):
+    for f in ("config.yaml", "metrics.jsonl", "steps.jsonl", "last.pt", "best.pt", "results.json", "results.txt"):
+        assert (trained_run / f).is_file(), f
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    steps = [json.loads(line) for line in (trained_run / "steps.jsonl").read_text().splitlines()]
+    assert len(steps) == 6 * 4 and all(s["L_d"] is not None and 0 <= s["alpha"] <= 1 for s in steps)
+    assert yaml.safe_load((trained_run / "config.yaml").read_text())["dagr"]["tau"] == 0.25
+    state = load_checkpoint(trained_run / "best.pt")
+    assert set(state) >= {"model", "model_config"} and state["model_config"]["preset"] == "edge"
+    assert "R+W+RF" in (trained_run / "results.txt").read_text()
+
+
+def test_eval_reproduces_results(trained_run):
+    before = json.loads((trained_run / "results.json").read_text())
+    again = evaluate_run(trained_run)
+    assert again["subsets"] == before["subsets"]
+
+
+def test_existing_run_needs_flag(synth_root, trained_run):
+    cfg = tiny_config(synth_root, trained_run.parent)
+    with pytest.raises(ConfigError, match="already exists; pass --resume .* or --overwrite"):
+        fit(cfg)
+
+
+def test_resume_equals_uninterrupted(synth_root, synth_pack, tmp_path):
+    cfg = tiny_config(synth_root, tmp_path, epochs=2, threads=1)
+    fit(cfg, run_dir=tmp_path / "a")
+    fit(cfg, run_dir=tmp_path / "b", stop_after=1)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 0
+    fit(cfg, run_dir=tmp_path / "b", resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    ra = json.loads((tmp_path / "a" / "results.json").read_text())
+    rb = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert ra["subsets"] == rb["subsets"]
+
+
+def test_seeds_aggregate(synth_root, synth_pack, tmp_path):
+    cfg = tiny_config(synth_root, tmp_path, name="multi", epochs=1)
+    result = run(cfg, seeds=[0, 1])
+    assert result["n_seeds"] == 2 and len(result["subsets"]["R"]["values"]) == 2
+    assert "±" in result["table"]
+    assert (tmp_path / "multi" / "seed0" / "best.pt").is_file() and (tmp_path / "multi" / "results.json").is_file()
+
+
+def test_missing_data_root_message(tmp_path):
+    cfg = tiny_config(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(DataError, match=r"not found\. Put the XRF55 download there .* rfsense synth"):
+        fit(cfg)
+
+
+def test_sample_presence():
+    rng = np.random.default_rng(0)
+    usable = np.array([[1, 1, 1], [0, 1, 0], [0, 0, 0], [1, 0, 1]] * 250, dtype=bool)
+    p = sample_presence(rng, usable, (0.5, 0.9, 0.6))
+    assert not (p & ~usable).any()  # never present without data
+    assert p[usable.any(1)].any(1).all()  # never empty when something is usable
+    assert not p[~usable.any(1)].any()
+    full = p[::4]
+    assert abs(full[:, 0].mean() - 0.5) < 0.1 and full[:, 1].mean() > 0.8  # redraws shift rates only a little
+
+
+def test_checkpoint_atomic_and_safe(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2), "cfg": {"a": [1, 2]}})
+    assert not (tmp_path / "c.pt.tmp").exists()
+    assert load_checkpoint(tmp_path / "c.pt")["cfg"] == {"a": [1, 2]}
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    from rfsense.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="not a readable rfsense checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
