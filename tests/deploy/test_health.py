@@ -116,7 +116,7 @@ def test_flat_line_on_every_rfid_tag_fails(streams):
     s["rfid"][0] = 1.25  # a reader that reports one stale phase for every tag
     v = _verdict(s)
     assert v.status == "failed"
-    assert v.reasons == ["rfid: flat line on 23/23 tags (std < 1e-06; limit 50%)"]
+    assert v.reasons == ["rfid: flat line on 23/23 tags (std < 1e-06; limit 70%)"]
 
 
 def test_a_few_flat_channels_are_tolerated(streams):
@@ -265,5 +265,14 @@ def test_frozen_mmwave_fails(streams):
     v = _verdict(s)
     assert v.status == "failed"
     assert v.reasons == [
-        "mmwave: flat line on 12800/12800 non-empty range-Doppler cells (std < 1e-06; limit 50%)"
+        "mmwave: flat line on 12800/12800 non-empty range-Doppler cells (std < 1e-06; limit 70%)"
     ]
+
+
+def test_one_receiver_wifi_is_degraded_not_dead(streams):
+    """A one-NIC capture: receivers 2 and 3 are zero (180/270 channels) and still usable."""
+    s = _one(streams, "wifi")
+    s["wifi"][0, 90:] = 0.0
+    assert _verdict(s).status == "ok"
+    s["wifi"][0, 30:] = 0.0  # 240/270 flat: beyond the limit
+    assert _verdict(s).status == "failed"
