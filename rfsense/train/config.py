@@ -105,7 +105,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}: {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -192,12 +192,14 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
 def config_from_tree(tree: dict) -> RunConfig:
     """Validate a plain tree into a RunConfig (model keys checked by rfsense.models)."""
     cfg = _from_dict(RunConfig, tree)
-    from rfsense.models import model_config_from_dict  # torch layer; imported here to keep config import light
+    from rfsense.models import (
+        model_config_from_dict,  # torch layer; imported here to keep config import light
+    )
 
     try:
         model_config_from_dict(dict(cfg.model))
     except RFSenseError as err:
-        raise ConfigError(f"model: {err}") from None
+        raise ConfigError(str(err) if "model." in str(err) else f"model: {err}") from None
     if cfg.train.pairing not in ("none", "dml"):
         raise ConfigError(f"train.pairing: '{cfg.train.pairing}'; allowed: none, dml")
     if cfg.train.device not in ("auto", "cpu", "cuda"):

@@ -66,7 +66,7 @@ def test_runtime_matches_training_eval(exported, trained_run, synth_root):
     test = [row for row in rows if int(row["id"].split("_")[-1]) >= 5]  # trials 5-6 are the test split
     assert len(rows) == 48 and len(test) == 16
     labels = [int(row["id"].split("_")[1]) - 1 for row in test]
-    acc = np.mean([row["top"][0]["index"] == y for row, y in zip(test, labels)])
+    acc = np.mean([row["top"][0]["index"] == y for row, y in zip(test, labels, strict=True)])
     assert acc == pytest.approx(m["metrics"]["subsets"]["R+W+RF"], abs=1 / 16 + 1e-9)
     assert all(row["modalities_used"] == ["mmwave", "wifi", "rfid"] for row in rows)
     assert rt.n_classes == 55

@@ -1,0 +1,166 @@
+"""The full network (three encoders, X-Fi-style masked fusion, head) and ``build_model``.
+
+``build_model("edge")`` (or ``build_model(cfg, depth=3)``) gives an ``RFSenseNet``;
+``model(mmwave, wifi, rfid, present)`` is the ONNX export signature and returns logits;
+``model.forward_features(...)`` returns ``(logits, z)`` for training, z feeding DAGR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rfsense.errors import ConfigError
+from rfsense.modalities import MODALITIES, SHAPE_MEANING, SHAPES
+from rfsense.models._registry import get_preset
+from rfsense.models.encoders import ModalityEncoder, build_encoder
+from rfsense.models.fusion import ClassificationHead, XFiFusion
+from rfsense.models.presets import ModelConfig, _coerce
+
+__all__ = ["RFSenseNet", "build_model"]
+
+
+class RFSenseNet(nn.Module):
+    """One model for every modality subset: per-sample ``present`` mask, no branching on presence.
+
+    Args:
+        cfg: sizes of encoders and fusion.
+
+    Attributes:
+        config: the ``ModelConfig`` it was built from.
+        encoders: ``nn.ModuleDict`` modality -> ``ModalityEncoder``, in ``MODALITIES`` order.
+        fusion: ``XFiFusion``; head: ``ClassificationHead``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.encoders = nn.ModuleDict({m: build_encoder(m, cfg) for m in MODALITIES})
+        self.fusion = XFiFusion(
+            n_modalities=len(MODALITIES),
+            d=cfg.d,
+            depth=cfg.depth,
+            heads=cfg.heads,
+            mlp_ratio=cfg.mlp_ratio,
+            dropout=cfg.dropout,
+            share_depth=cfg.share_depth,
+        )
+        self.head = ClassificationHead(cfg.d, cfg.n_classes)
+
+    def forward_features(
+        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Logits and the pooled per-modality embeddings.
+
+        Args:
+            mmwave: (B, 17, 256, 128) float32. wifi: (B, 270, 1000). rfid: (B, 23, 148). Preprocessed,
+                not normalised (the per-channel normalisation is the network's first layer). The values
+                of an absent modality are ignored entirely (may be zeros, garbage, NaN or Inf).
+            present: (B, 3) bool in ``MODALITIES`` order (mmwave, wifi, rfid).
+
+        Returns:
+            logits (B, n_classes) and z (B, 3, d): the encoders' pooled embeddings before any L2
+            normalisation, in ``MODALITIES`` order. Rows of absent modalities are the encoder's output
+            on a zero input; mask them with ``present``.
+
+        Raises:
+            ValueError: an input has the wrong per-sample shape.
+        """
+        present = present.to(torch.bool)
+        tokens, zs = [], []
+        for i, (m, x) in enumerate(zip(MODALITIES, (mmwave, wifi, rfid), strict=True)):
+            enc: ModalityEncoder = self.encoders[m]  # type: ignore[assignment]
+            if tuple(x.shape[1:]) != enc.input_shape:
+                raise ValueError(
+                    f"{m} input has shape {tuple(x.shape)}; expected (batch, {', '.join(map(str, enc.input_shape))}) "
+                    f"= {SHAPE_MEANING[m]}"
+                )
+            keep = present[:, i].reshape((-1,) + (1,) * (x.dim() - 1))
+            x = torch.where(keep, x, torch.zeros_like(x))  # where, not multiply: 0 * NaN = NaN
+            t, z = enc(x)  # (B, n_tok, d), (B, d)
+            tokens.append(t)
+            zs.append(z)
+        fused = self.fusion(torch.stack(tokens, dim=1), present)  # (B, 1 + n_tok, d)
+        return self.head(fused, present), torch.stack(zs, dim=1)  # (B, n_classes), (B, 3, d)
+
+    def forward(
+        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor, return_features: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits (B, n_classes); see ``forward_features`` for the inputs.
+
+        ``return_features=True`` returns ``forward_features``'s ``(logits, z)`` instead: use it when
+        the model is wrapped (DistributedDataParallel only synchronises gradients of computations that
+        go through the wrapper's ``__call__``). Export uses the default.
+        """
+        logits, z = self.forward_features(mmwave, wifi, rfid, present)
+        return (logits, z) if return_features else logits
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the three encoders (DAGR's theta_e)."""
+        return self.encoders.parameters()
+
+    def fusion_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of fusion and head; disjoint from ``encoder_parameters``, together all of them."""
+        return itertools.chain(self.fusion.parameters(), self.head.parameters())
+
+    def set_norm_stats(
+        self,
+        mean: Mapping[str, np.ndarray | Tensor],
+        std: Mapping[str, np.ndarray | Tensor],
+    ) -> None:
+        """Set the per-channel input normalisation (channel = axis 1) from training-split statistics.
+
+        Args:
+            mean, std: modality -> array with one value per channel (mmwave 17, wifi 270, rfid 23).
+                Any subset of modalities; the same keys in both. A std below 1e-6 is replaced by 1.
+
+        Raises:
+            ValueError: unknown modality, mismatched keys, wrong length, NaN/Inf or negative std.
+        """
+        if set(mean) != set(std):
+            raise ValueError(
+                f"mean and std must have the same modalities, got {sorted(mean)} and {sorted(std)}"
+            )
+        unknown = set(mean) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modality {sorted(unknown)}; expected some of {list(MODALITIES)}")
+        for m in mean:
+            self.encoders[m].norm.set_stats(mean[m], std[m], name=m)
+
+    def example_inputs(self, batch: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Zero inputs of the right shapes and an all-True ``present``, for export and smoke tests."""
+        xs = tuple(torch.zeros((batch, *SHAPES[m])) for m in MODALITIES)
+        return (*xs, torch.ones(batch, len(MODALITIES), dtype=torch.bool))  # type: ignore[return-value]
+
+
+def build_model(cfg_or_name: ModelConfig | str = "edge", **overrides: Any) -> RFSenseNet:
+    """Build an ``RFSenseNet`` from a config or a preset name.
+
+    Args:
+        cfg_or_name: a ``ModelConfig`` or a registered preset name ("edge", "xfi").
+        **overrides: ``ModelConfig`` fields to replace; ``None`` values are ignored (unset CLI options).
+
+    Returns:
+        The model in training mode, randomly initialised, normalisation statistics 0/1.
+
+    Raises:
+        ConfigError: unknown preset, unknown override key (the allowed ones are listed), bad value.
+    """
+    cfg = get_preset(cfg_or_name) if isinstance(cfg_or_name, str) else cfg_or_name
+    if not isinstance(cfg, ModelConfig):
+        raise ConfigError(f"expected a ModelConfig or a preset name, got {type(cfg_or_name).__name__}")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    changes = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise ConfigError(f"unknown key 'model.{key}'; allowed: {', '.join(sorted(fields))}")
+        changes[key] = _coerce(key, value, getattr(cfg, key))
+    return RFSenseNet(dataclasses.replace(cfg, **changes) if changes else cfg)
