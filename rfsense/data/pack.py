@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rfsense._io import atomic_write_json, atomic_write_text
 from rfsense.data.layout import Sample, SplitSpec, discover, split_samples
 from rfsense.data.preprocess import NormAccumulator, NormStats, PreprocessConfig, output_shape, preprocess
 from rfsense.data.validate import load_modality
@@ -149,7 +150,7 @@ def _write_split(
         for arr in arrays.values():
             arr.flush()
         np.save(usable_path, usable)
-        _atomic_write_text(state_path, json.dumps({"done": start + len(part)}))
+        atomic_write_text(state_path, json.dumps({"done": start + len(part)}))
     del arrays
     np.savez(
         folder / "index.npz",
@@ -170,12 +171,6 @@ def _fit_stats(folder: Path, usable: np.ndarray, chunk: int) -> NormStats:
         for start in range(0, len(arr), chunk):
             acc.update(m, np.asarray(arr[start : start + chunk], dtype=np.float64), usable[start : start + chunk, j])
     return acc.result()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def pack(
@@ -233,7 +228,7 @@ def pack(
         "splits": {k: len(v) for k, v in splits.items()},
         "fingerprint": fp,
     }
-    _atomic_write_text(partial / "pack.json", json.dumps(meta, indent=2))
+    atomic_write_json(partial / "pack.json", meta)
     marker.unlink()
     if out.exists():
         shutil.rmtree(out)

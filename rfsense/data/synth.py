@@ -1,20 +1,33 @@
-"""Deterministic synthetic XRF55 data: a point-scatterer body seen by WiFi CSI, RFID and mmWave radar.
+"""Deterministic synthetic XRF55 data: a point-scatterer body seen by mmWave radar, WiFi CSI and RFID.
 
 The real XRF55 recordings cannot be downloaded here, so every demo, test and benchmark runs on
 this generator. It simulates the mechanism, not labels painted on noise:
 
 - a body of 7 point scatterers (head, torso, pelvis, hands, feet) moves for 5 s; each of the 55
-  actions is a motion programme (limb reaches and swings, crouches, leans, steps, timing) drawn
-  procedurally from a fixed action seed. Actions come in families, so some are genuinely similar;
-- volunteers differ in size, speed, style, position and heading; trials jitter timing, amplitude
-  and position; scenes differ in device geometry and static multipath;
-- each sensor sees the same trajectories through its own physics (path length -> phase 2*pi*d/lambda,
-  radial velocity -> Doppler bin) plus its own impairments.
+  actions is a motion programme (limb reaches, swings and circles, crouches, bows, steps, timing)
+  generated from a fixed action seed. Actions come in families of 1-3 whose members are variants of
+  one motion (mirrored, vertically flipped, faster, turned), so some actions are genuinely similar;
+- volunteers differ in size, tempo, style, standing position and heading; trials jitter timing,
+  tempo, amplitude, position and paths; scenes differ in device geometry and static multipath;
+- each sensor sees the same trajectories through its own physics and impairments:
+  mmWave (60 GHz FMCW): a blob per body part at range R (bin R / 6.5 cm) and radial velocity v
+  (bin 64 + v / 4.3 cm/s), amplitude ~ sqrt(rcs) / R^2, static clutter at zero Doppler, noise;
+  WiFi (5.64 GHz, 3 rx x 3 antennas x 30 subcarriers, 200 Hz): |sum of paths a * exp(-j*2*pi*f*L/c)|
+  over static and body paths, thermal noise, AGC steps, packet gain jitter, people walking
+  elsewhere, 8-bit quantisation, impulsive outliers, dropped packets (forward filled);
+  RFID (922.38 MHz, 23 tags, ~30 reads/s): round-trip phase 4*pi*d/lambda + tag offset, disturbed by
+  body reflections and Fresnel-zone shadowing, phase noise, pi jumps, missed reads (held),
+  irregular reads resampled to 148 slots, wrapped to [0, 2*pi).
+
+Noise levels are tuned so the no-training probe in `rfsense.data.synth_probe` ranks the modalities
+as on real XRF55 (mmWave > WiFi > RFID) with fusion above each (see tests/data/test_synth.py).
 
 Every sample is a pure function of (cfg.seed, cfg.scenes, volunteer, action, trial), so one sample
-can be regenerated alone and generation parallelises over processes.
+can be regenerated alone and generation parallelises over processes. `synth.json` records the
+generator version, config, geometry and the meaning of every axis.
 
 Run: ``rfsense synth OUT --volunteers 2 --actions 10 --trials 20 --workers 2``
+Speed: ``python benchmarks/bench_synth.py``
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import logging
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from time import perf_counter
@@ -37,7 +50,15 @@ from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES
 from rfsense.progress import progress
 
-__all__ = ["GENERATOR_VERSION", "SynthConfig", "describe", "generate_sample", "sample_paths", "synthesize"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "SynthConfig",
+    "action_families",
+    "describe",
+    "generate_sample",
+    "sample_paths",
+    "synthesize",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -53,13 +74,12 @@ _PENDING_JSON = ".synth.pending.json"  # config of an unfinished run, so a resum
 # --------------------------------------------------------------------------------------------
 C = 299_792_458.0
 DURATION_S = 5.0
-N_T = 1000  # body trajectories are sampled on the WiFi packet grid (200 Hz)
-T_GRID = np.arange(N_T) / 200.0
-
 # WiFi: Intel 5300, 1 Tx, 3 Rx NICs x 3 antennas, 30 reported subcarrier groups of a 20 MHz channel.
 WIFI_FC = 5.64e9
 WIFI_LAMBDA = C / WIFI_FC  # 5.32 cm
-WIFI_FS = 200.0
+WIFI_FS = 200.0  # one injected packet every 5 ms
+N_T = 1000  # body trajectories are sampled on the WiFi packet grid
+T_GRID = np.arange(N_T) / WIFI_FS
 N_RX, N_ANT, N_SC = 3, 3, 30
 # The 30 subcarrier indices the Intel 5300 reports at 20 MHz (grouping Ng=2), spacing 312.5 kHz.
 SUBCARRIER_INDEX = np.r_[np.arange(-28, -1, 2), -1, np.arange(1, 28, 2), 28]
@@ -98,29 +118,39 @@ _REST = np.array(
         [0.12, 0.03, 0.06],
     ]
 )
-# Radar cross sections (m^2): chest dominates, hands and feet are small.
-_RCS = np.array([0.12, 1.0, 0.5, 0.06, 0.06, 0.04, 0.04])
+# Radar cross sections (m^2) per band. The chest dominates everywhere. Hands and feet (~10 cm) are
+# many wavelengths across at 60 GHz (optical region, hand + forearm glint), about two at 5.64 GHz
+# (resonance region) and a third of one at 922 MHz (Rayleigh region, RCS ~ size^6 / lambda^4).
+_RCS = {
+    "mmwave": np.array([0.12, 1.0, 0.5, 0.12, 0.12, 0.06, 0.06]),
+    "wifi": np.array([0.12, 1.0, 0.5, 0.06, 0.06, 0.04, 0.04]),
+    "rfid": np.array([0.1, 1.0, 0.5, 0.02, 0.02, 0.01, 0.01]),
+}
 # Physical depth of each part (m): spreads its mmWave blob over range bins.
 _EXTENT = np.array([0.06, 0.12, 0.10, 0.04, 0.04, 0.05, 0.05])
 # Fraction of an RFID line of sight a part blocks when it sits in the first Fresnel zone.
-_BLOCK = np.array([0.35, 0.8, 0.6, 0.2, 0.2, 0.1, 0.1])
+_BLOCK = np.array([0.2, 0.45, 0.35, 0.35, 0.35, 0.15, 0.15])
 _LIMBS = (3, 4, 5, 6)  # left_hand, right_hand, left_foot, right_foot
 _S = len(PARTS)
 
 # Impairment levels: tuned so a no-training probe ranks the modalities as on real XRF55
 # (mmWave > WiFi > RFID, see rfsense.data.synth_probe) while a small CNN still learns them.
 WIFI_SCALE = 20.0  # typical |CSI| of the Intel 5300 scaled CSI, arbitrary units
-WIFI_SNR_DB = 17.0  # thermal noise relative to the mean static channel power
+WIFI_SNR_DB = 16.0  # thermal noise relative to the mean static channel power
+WIFI_PACKET_GAIN_DB = 0.5  # per-packet gain jitter (dB, 1 sigma)
+WIFI_BACKGROUND_MOVERS = 3.0  # mean number of other people walking behind the radar
+WIFI_AGC_STEPS = 2.0  # mean number of AGC gain steps per NIC per recording
 WIFI_DROP_P = 0.02  # packet loss per NIC
 WIFI_OUTLIER_P = 1e-3  # impulsive outliers per entry
-RFID_PHASE_NOISE = 0.35  # rad at full line-of-sight SNR
+RFID_PHASE_NOISE = 0.2  # rad at full line-of-sight SNR
 RFID_MISS_P = 0.03  # baseline missed-read probability (rises when the tag is shadowed)
-RFID_PI_JUMP_P = 0.04  # Miller-encoding 180 degree ambiguity per read
+RFID_PI_JUMP_P = 0.02  # Miller-encoding 180 degree ambiguity per read
 RFID_SESSION_DRIFT = 1.0  # rad, common phase offset change between recordings
 RFID_TAG_DRIFT = 0.3  # rad, per-tag offset change between recordings
-MM_SCALE = 400.0
-MM_FLUCT = 0.5  # relative complex fluctuation of each part's echo per frame (Swerling-I-like)
-MM_NOISE = 3.0  # complex noise sigma per cell, the noise floor is ~1.25 in magnitude
+RFID_BOARD_BEHIND = 1.7  # m from the volunteers' spot to the tag board
+MM_SCALE = 400.0  # echo amplitude of 1 m^2 at 1 m in noise-sigma units x MM_NOISE (chest at 2.6 m: ~60)
+MM_FLUCT = 1.0  # relative complex fluctuation of each part's echo per frame (Swerling-I-like)
+MM_NOISE = 3.0  # complex noise sigma per cell; the magnitude floor is ~1.25 * MM_NOISE
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +178,9 @@ class SynthConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.actions > MAX_ACTIONS:
-            raise ValueError(f"actions must be at most {MAX_ACTIONS} (XRF55 has 55 classes), got {self.actions}")
+            raise ValueError(
+                f"actions must be at most {MAX_ACTIONS} (XRF55 has 55 classes), got {self.actions}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.layout not in ("flat", "scenes"):
@@ -197,9 +229,12 @@ class _Programme:
     family: int
     t_on: float  # start of the active window (s, programme time)
     dur: float  # length of the active window (s)
-    reach: np.ndarray  # (4, 3) one-shot out-and-back displacement of each limb (m, body frame)
-    osc_amp: np.ndarray  # (4,) swing amplitude (m)
+    reach: np.ndarray  # (4, 3) out-and-back displacement of each limb (m, body frame)
+    reach_reps: np.ndarray  # (4,) how many times each limb goes out and back in the window
+    osc_amp: np.ndarray  # (4,) swing amplitude along osc_dir (m)
+    osc_amp2: np.ndarray  # (4,) swing amplitude along osc_dir2, 90 degrees later (circles, ellipses)
     osc_dir: np.ndarray  # (4, 3) unit swing direction
+    osc_dir2: np.ndarray  # (4, 3) unit direction orthogonal to osc_dir
     osc_freq: np.ndarray  # (4,) swing frequency (Hz)
     osc_phase: np.ndarray  # (4,) swing phase (rad)
     crouch: float  # crouch depth (m)
@@ -207,51 +242,79 @@ class _Programme:
     lean: float  # forward bow of the upper body (m at the head)
     step: np.ndarray  # (3,) displacement of the whole body (m)
     step_return: bool  # step out and back (True) or step and stay
+    variant: str = "base"  # how this action derives from its family's motion (see _variant)
 
 
-_N_FAMILIES = 24
+_VARIANTS = ("mirror", "vertical", "tempo", "turn")
+# Canonical reach directions of the right hand (body frame x right, y forward, z up); the left
+# hand mirrors x. Drawing directions from a set, rather than uniformly, spreads the families out.
+_HAND_DIRS = np.array(
+    [[0.1, 1.0, 0.1], [1.0, 0.2, 0.0], [0.1, 0.3, 1.0], [0.0, 0.4, -0.7], [-0.7, 0.6, 0.3], [0.3, 0.7, 0.7]]
+)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
+def _orthogonal(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    o = np.cross(d, _unit(rng.normal(size=d.shape)))
+    return _unit(o)
+
+
 def _family_programme(rng: np.random.Generator, family: int) -> _Programme:
-    """One motion family: which limbs move and how."""
+    """One motion family: which limbs move, along which paths, how often and how fast."""
     reach = np.zeros((4, 3))
+    reps = rng.integers(1, 4, size=4)
     amp = np.zeros(4)
+    amp2 = np.zeros(4)
     direction = _unit(rng.normal(size=(4, 3)))
-    freq = rng.uniform(0.4, 1.6, size=4)
+    direction2 = _orthogonal(direction, rng)
+    freq = rng.uniform(0.5, 2.0, size=4)
     phase = rng.uniform(0, 2 * np.pi, size=4)
-    arms = rng.choice(["none", "right", "left", "both", "anti"], p=[0.12, 0.34, 0.18, 0.2, 0.16])
-    legs = rng.choice(["none", "right", "left", "both"], p=[0.7, 0.14, 0.08, 0.08])
+    arms = rng.choice(["none", "right", "left", "both", "anti"], p=[0.1, 0.34, 0.2, 0.2, 0.16])
+    legs = rng.choice(["none", "right", "left", "both"], p=[0.68, 0.14, 0.1, 0.08])
     hands = {"none": [], "right": [1], "left": [0], "both": [0, 1], "anti": [0, 1]}[str(arms)]
     for i in hands:
-        reach[i] = [rng.uniform(-0.15, 0.15), rng.uniform(0.0, 0.45), rng.uniform(-0.3, 0.7)]
-        amp[i] = rng.uniform(0.05, 0.25) if rng.random() < 0.75 else 0.0
+        d = _unit(_HAND_DIRS[rng.integers(len(_HAND_DIRS))] + rng.normal(0, 0.15, 3)) * [
+            1 if i == 1 else -1,
+            1,
+            1,
+        ]
+        reach[i] = d * rng.uniform(0.3, 0.6)  # every active hand travels 30-60 cm
+        if rng.random() < 0.7:
+            amp[i] = rng.uniform(0.08, 0.3)
+            amp2[i] = amp[i] * rng.choice([0.0, rng.uniform(0.5, 1.0)], p=[0.6, 0.4])
     if arms in ("both", "anti"):
-        # the left hand mirrors the right (x flipped); "anti" swings in antiphase
-        reach[0] = reach[1] * [-1, 1, 1]
-        amp[0], freq[0] = amp[1], freq[1]
-        direction[0] = direction[1] * [-1, 1, 1]
+        # the left hand mirrors the right (x flipped); "anti" moves in antiphase
+        mirror = np.array([-1.0, 1.0, 1.0])
+        reach[0], direction[0], direction2[0] = (
+            reach[1] * mirror,
+            direction[1] * mirror,
+            direction2[1] * mirror,
+        )
+        amp[0], amp2[0], freq[0], reps[0] = amp[1], amp2[1], freq[1], reps[1]
         phase[0] = phase[1] + (np.pi if arms == "anti" else 0.0)
     feet = {"none": [], "right": [3], "left": [2], "both": [2, 3]}[str(legs)]
     for i in feet:
-        reach[i] = [0.0, rng.uniform(0.1, 0.5), rng.uniform(0.0, 0.35)]
+        reach[i] = [rng.uniform(-0.3, 0.3), rng.uniform(-0.2, 0.5), rng.uniform(0.05, 0.4)]
         amp[i] = rng.uniform(0.0, 0.12)
         direction[i] = _unit(np.array([0.0, 1.0, rng.uniform(0.0, 1.0)]))
     crouch = rng.uniform(0.15, 0.45) if rng.random() < 0.22 else 0.0
     lean = rng.uniform(0.1, 0.3) if rng.random() < 0.25 else 0.0
     step = np.zeros(3)
     if rng.random() < 0.25 or (arms == "none" and legs == "none" and crouch == 0.0):
-        step = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 0.0])
+        step = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.5), 0.0])  # room to the tag board
     return _Programme(
         family=family,
-        t_on=float(rng.uniform(0.3, 1.2)),
-        dur=float(rng.uniform(2.2, 3.6)),
+        t_on=float(rng.uniform(0.3, 1.4)),
+        dur=float(rng.uniform(1.8, 3.6)),
         reach=reach,
+        reach_reps=reps,
         osc_amp=amp,
+        osc_amp2=amp2,
         osc_dir=direction,
+        osc_dir2=direction2,
         osc_freq=freq,
         osc_phase=phase,
         crouch=float(crouch),
@@ -263,38 +326,116 @@ def _family_programme(rng: np.random.Generator, family: int) -> _Programme:
 
 
 def _perturb(base: _Programme, rng: np.random.Generator) -> _Programme:
-    """A sibling action in the same family: same limbs, different amplitudes, paths and tempo."""
-    return _Programme(
-        family=base.family,
-        t_on=float(np.clip(base.t_on + rng.normal(0, 0.25), 0.2, 1.4)),
-        dur=float(np.clip(base.dur * rng.uniform(0.85, 1.15), 2.0, 3.8)),
-        reach=base.reach * rng.uniform(0.7, 1.3, size=(4, 1)) + (base.reach != 0) * rng.normal(0, 0.08, (4, 3)),
-        osc_amp=base.osc_amp * rng.uniform(0.7, 1.3, size=4),
-        osc_dir=_unit(base.osc_dir + rng.normal(0, 0.35, size=(4, 3))),
-        osc_freq=base.osc_freq * rng.uniform(0.8, 1.25, size=4),
-        osc_phase=base.osc_phase + rng.normal(0, 0.5, size=4),
-        crouch=base.crouch * float(rng.uniform(0.75, 1.25)),
-        crouch_reps=base.crouch_reps,
-        lean=base.lean * float(rng.uniform(0.7, 1.3)),
-        step=base.step * rng.uniform(0.7, 1.3, size=3),
-        step_return=base.step_return,
+    """Small per-action changes of amplitudes, paths and tempo, so no two actions are identical."""
+    return replace(
+        base,
+        t_on=float(np.clip(base.t_on + rng.normal(0, 0.15), 0.2, 1.5)),
+        dur=float(np.clip(base.dur * rng.uniform(0.9, 1.1), 1.5, 3.8)),
+        reach=base.reach * rng.uniform(0.85, 1.15, size=(4, 1))
+        + (base.reach != 0) * rng.normal(0, 0.04, (4, 3)),
+        osc_amp=base.osc_amp * rng.uniform(0.85, 1.15, size=4),
+        osc_amp2=base.osc_amp2 * rng.uniform(0.85, 1.15, size=4),
+        osc_dir=_unit(base.osc_dir + rng.normal(0, 0.15, size=(4, 3))),
+        osc_freq=base.osc_freq * rng.uniform(0.9, 1.1, size=4),
+        osc_phase=base.osc_phase + rng.normal(0, 0.3, size=4),
+        crouch=base.crouch * float(rng.uniform(0.85, 1.15)),
+        lean=base.lean * float(rng.uniform(0.85, 1.15)),
+        step=base.step * rng.uniform(0.85, 1.15, size=3),
+    )
+
+
+def _rotate_z(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return v @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T
+
+
+def _variant(base: _Programme, kind: str, rng: np.random.Generator) -> _Programme:
+    """A sibling of `base`: the same motion mirrored, flipped vertically, faster or turned.
+
+    Like XRF55's swipe left/right/up/down, siblings differ in ways some sensors barely see: a
+    radar facing the body sees nearly the same ranges and radial velocities for a left-hand and a
+    right-hand motion, and little of an up/down one, while the side WiFi links and the RFID tag
+    grid see them differently.
+    """
+    base = replace(base, variant=kind)
+    if kind == "mirror":  # the other side of the body
+        swap, flip = [1, 0, 3, 2], np.array([-1.0, 1.0, 1.0])
+        return replace(
+            base,
+            reach=base.reach[swap] * flip,
+            reach_reps=base.reach_reps[swap],
+            osc_amp=base.osc_amp[swap],
+            osc_amp2=base.osc_amp2[swap],
+            osc_dir=base.osc_dir[swap] * flip,
+            osc_dir2=base.osc_dir2[swap] * flip,
+            osc_freq=base.osc_freq[swap],
+            osc_phase=base.osc_phase[swap],
+            step=base.step * flip,
+        )
+    if kind == "vertical":  # hands move up instead of down and vice versa
+        flip = np.where(np.arange(4)[:, None] < 2, [1.0, 1.0, -1.0], 1.0)
+        return replace(
+            base, reach=base.reach * flip, osc_dir=base.osc_dir * flip, osc_dir2=base.osc_dir2 * flip
+        )
+    if kind == "tempo":  # faster, with one more repetition
+        return replace(
+            base,
+            osc_freq=base.osc_freq * 1.6,
+            reach_reps=base.reach_reps + 1,
+            crouch_reps=base.crouch_reps + 1,
+        )
+    angle = float(rng.choice([-1, 1]) * np.deg2rad(rng.uniform(50, 80)))  # "turn": path rotated about z
+    return replace(
+        base,
+        reach=_rotate_z(base.reach, angle),
+        osc_dir=_rotate_z(base.osc_dir, angle),
+        osc_dir2=_rotate_z(base.osc_dir2, angle),
+        step=_rotate_z(base.step, angle),
+    )
+
+
+def _change(a: _Programme, b: _Programme) -> float:
+    """How far two programmes' limb paths differ (m); 0 when a variant left `a` unchanged."""
+    return float(
+        np.abs(a.reach - b.reach).sum()
+        + np.abs(a.osc_amp[:, None] * a.osc_dir - b.osc_amp[:, None] * b.osc_dir).sum()
+        + np.abs(a.step - b.step).sum()
+        + 0.1 * np.abs(a.reach_reps - b.reach_reps).sum() * (np.abs(a.reach).sum() > 0)
     )
 
 
 @lru_cache(maxsize=1)
 def _programmes() -> tuple[_Programme, ...]:
-    """The 55 action programmes (index = action - 1), fixed for a GENERATOR_VERSION."""
+    """The 55 action programmes (index = action - 1), fixed for a GENERATOR_VERSION.
+
+    Actions come in families of 1-3 (like XRF55's swipes left/right/up/down): the first member is
+    the family's motion, the others are variants of it (mirrored, vertically flipped, faster,
+    turned), so siblings are genuinely similar. Every action then gets a small perturbation.
+    """
     rng = _rng(_ACTION_SEED)
-    families = [_family_programme(_rng(_ACTION_SEED, 0, f), f) for f in range(_N_FAMILIES)]
-    # 55 actions over 24 families: every family is used, about half the actions have siblings.
-    family_of = np.concatenate([rng.permutation(_N_FAMILIES), rng.integers(0, _N_FAMILIES, MAX_ACTIONS - _N_FAMILIES)])
-    family_of = family_of[rng.permutation(MAX_ACTIONS)]
-    return tuple(_perturb(families[f], _rng(_ACTION_SEED, 1, a)) for a, f in enumerate(family_of))
+    out: list[_Programme] = []
+    family = 0
+    while len(out) < MAX_ACTIONS:
+        base = _family_programme(_rng(_ACTION_SEED, 0, family), family)
+        size = int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
+        members = [base]
+        for kind in rng.permutation(_VARIANTS):
+            if len(members) == size:
+                break
+            sib = _variant(base, str(kind), rng)
+            if _change(base, sib) > 0.2:  # e.g. mirroring a symmetric motion changes nothing
+                members.append(sib)
+        out.extend(members[: MAX_ACTIONS - len(out)])
+        family += 1
+    # Spread families over the ids (XRF55 mixes similar actions too), so that any subset of
+    # consecutive ids holds a few sibling pairs rather than whole families.
+    out = [out[i] for i in rng.permutation(MAX_ACTIONS)]
+    return tuple(_perturb(p, _rng(_ACTION_SEED, 1, a)) for a, p in enumerate(out))
 
 
-def action_families() -> dict[int, int]:
-    """Action id (1..55) -> motion family id; actions sharing a family are deliberately similar."""
-    return {a + 1: p.family for a, p in enumerate(_programmes())}
+def action_families() -> dict[int, tuple[int, str]]:
+    """Action id (1..55) -> (motion family id, variant); a family's actions are deliberately similar."""
+    return {a + 1: (p.family, p.variant) for a, p in enumerate(_programmes())}
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,10 +456,10 @@ def _volunteer(seed: int, volunteer: int) -> _Volunteer:
     rng = _rng(seed, _VOLUNTEER, volunteer)
     return _Volunteer(
         height=float(rng.uniform(0.92, 1.08)),
-        speed=float(rng.uniform(0.9, 1.12)),
+        speed=float(rng.uniform(0.92, 1.08)),
         style=float(rng.uniform(0.9, 1.1)),
-        offset=(float(rng.uniform(-0.2, 0.2)), float(rng.uniform(-0.15, 0.15))),
-        yaw=float(np.deg2rad(rng.uniform(-12, 12))),
+        offset=(float(rng.uniform(-0.2, 0.2)), float(rng.uniform(-0.3, 0.3))),
+        yaw=float(np.deg2rad(rng.uniform(-10, 10))),
         rcs=float(rng.uniform(0.8, 1.25)),
     )
 
@@ -333,7 +474,7 @@ class _Scene:
     reflector_rcs: np.ndarray  # (P,) m^2
     walls: np.ndarray  # (W,) ranges of wall clutter seen by the radar (m)
     reader: np.ndarray  # (3,) RFID reader antenna
-    tags: np.ndarray  # (23, 3) RFID tags on the back wall
+    tags: np.ndarray  # (23, 3) RFID tags on a board behind the volunteers
     tag_offset: np.ndarray  # (23,) tag + reader phase offsets (rad)
     rx_gain_db: np.ndarray  # (3,) per-NIC gain
 
@@ -343,7 +484,9 @@ def _scene(seed: int, scene: int) -> _Scene:
     rng = _rng(seed, _SCENE, scene)
     j = lambda s, n=3: rng.uniform(-s, s, size=n)  # noqa: E731 - geometry jitter
     spot = np.array([0.0, 2.6, 0.0]) + j(0.2) * [1, 1, 0]
-    rx_centres = np.array([[2.0, 1.3, 1.1], [2.0, 3.9, 1.1], [-2.0, 3.9, 1.1]]) + rng.uniform(-0.3, 0.3, (3, 3)) * [
+    rx_centres = np.array([[2.0, 1.3, 1.1], [2.0, 3.9, 1.1], [-2.0, 3.9, 1.1]]) + rng.uniform(
+        -0.3, 0.3, (3, 3)
+    ) * [
         1,
         1,
         0.3,
@@ -351,7 +494,9 @@ def _scene(seed: int, scene: int) -> _Scene:
     # 3 antennas per NIC half a wavelength apart along a random horizontal axis.
     axis = rng.uniform(0, np.pi, size=3)
     along = np.stack([np.cos(axis), np.sin(axis), np.zeros(3)], axis=1)  # (3, 3)
-    rx_ant = rx_centres[:, None, :] + (np.arange(N_ANT) - 1)[None, :, None] * (WIFI_LAMBDA / 2) * along[:, None, :]
+    rx_ant = (
+        rx_centres[:, None, :] + (np.arange(N_ANT) - 1)[None, :, None] * (WIFI_LAMBDA / 2) * along[:, None, :]
+    )
     n_ref = 6
     reflectors = np.stack(
         [rng.uniform(-3, 3, n_ref), rng.uniform(-0.5, 5.5, n_ref), rng.uniform(0.0, 2.5, n_ref)], axis=1
@@ -359,8 +504,10 @@ def _scene(seed: int, scene: int) -> _Scene:
     # 23 tags: a 5 x 5 grid on the back wall without the two top corners.
     gx, gz = np.meshgrid(np.linspace(-0.8, 0.8, 5), np.linspace(0.35, 1.75, 5))
     keep = ~(((gx == gx.min()) | (gx == gx.max())) & (gz == gz.max()))
-    wall_y = 3.7 + rng.uniform(-0.15, 0.15)
-    tags = np.stack([gx[keep], np.full(N_TAGS, wall_y), gz[keep]], axis=1) + rng.normal(0, 0.02, (N_TAGS, 3)) * [
+    wall_y = spot[1] + RFID_BOARD_BEHIND + rng.uniform(-0.1, 0.1)  # tag board behind the volunteer
+    tags = np.stack([gx[keep], np.full(N_TAGS, wall_y), gz[keep]], axis=1) + rng.normal(
+        0, 0.02, (N_TAGS, 3)
+    ) * [
         1,
         0,
         1,
@@ -390,14 +537,14 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 def _body_track(
     prog: _Programme, vol: _Volunteer, scene: _Scene, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scatterer positions (S, 1000, 3) in the room (m) on the 200 Hz grid, and RCS (S,) in m^2."""
+) -> tuple[np.ndarray, float]:
+    """Scatterer positions (S, 1000, 3) in the room (m) on the 200 Hz grid, and the RCS scale."""
     # trial jitter: timing, tempo, amplitude, position, heading, swing phases, reach paths
-    onset = rng.normal(0, 0.15)
-    speed = vol.speed * rng.normal(1, 0.04)
+    onset = rng.normal(0, 0.08)
+    speed = vol.speed * rng.normal(1, 0.03)
     amp = vol.style * rng.normal(1, 0.08)
-    pos_jit = rng.normal(0, 0.04, 2)
-    yaw = vol.yaw + np.deg2rad(rng.normal(0, 4))
+    pos_jit = rng.normal(0, 0.03, 2)
+    yaw = vol.yaw + np.deg2rad(rng.normal(0, 3))
     phase_jit = rng.normal(0, 0.4, 4)
     reach_jit = rng.normal(0, 0.03, (4, 3)) * (prog.reach != 0)
     idle = rng.normal(0, 1, (3, 2))  # slow sway and breathing, always present
@@ -411,13 +558,22 @@ def _body_track(
 
     pos = np.broadcast_to(_REST, (N_T, _S, 3)).copy()  # (T, S, 3)
     limbs = list(_LIMBS)
-    swing = np.sin(2 * np.pi * prog.osc_freq[None, :] * t_act[:, None] + (prog.osc_phase + phase_jit)[None, :])
-    pos[:, limbs] += amp * (
-        (prog.reach + reach_jit)[None] * bump[:, None, None]
-        + (prog.osc_amp[:, None] * prog.osc_dir)[None] * (swing * env[:, None])[:, :, None]
+    arg = (
+        2 * np.pi * prog.osc_freq[None, :] * t_act[:, None] + (prog.osc_phase + phase_jit)[None, :]
+    )  # (T, 4)
+    out_back = np.where(
+        inside[:, None], np.sin(np.pi * prog.reach_reps[None, :] * np.clip(u, 0, 1)[:, None]) ** 2, 0
     )
+    swing = (prog.osc_amp[:, None] * prog.osc_dir)[None] * (np.sin(arg) * env[:, None])[:, :, None] + (
+        prog.osc_amp2[:, None] * prog.osc_dir2
+    )[None] * (np.cos(arg) * env[:, None])[:, :, None]
+    pos[:, limbs] += amp * ((prog.reach + reach_jit)[None] * out_back[:, :, None] + swing)
     if prog.crouch:
-        dip = amp * prog.crouch * np.where(inside, np.sin(np.pi * prog.crouch_reps * np.clip(u, 0, 1)) ** 2, 0.0)
+        dip = (
+            amp
+            * prog.crouch
+            * np.where(inside, np.sin(np.pi * prog.crouch_reps * np.clip(u, 0, 1)) ** 2, 0.0)
+        )
         pos[:, :, 2] -= dip[:, None] * np.array([1.0, 1.0, 0.9, 0.6, 0.6, 0.0, 0.0])
     if prog.lean:
         bow = amp * prog.lean * bump
@@ -436,9 +592,8 @@ def _body_track(
     c, s = math.cos(yaw), math.sin(yaw)
     rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag([-1.0, -1.0, 1.0])
     origin = scene.spot + np.array([vol.offset[0] + pos_jit[0], vol.offset[1] + pos_jit[1], 0.0])
-    world = pos @ rot.T + origin
-    rcs = _RCS * vol.rcs * vol.height**2
-    return np.ascontiguousarray(world.transpose(1, 0, 2)), rcs
+    world = np.einsum("tsj,ij->tsi", pos, rot) + origin
+    return np.ascontiguousarray(world.transpose(1, 0, 2)), vol.rcs * vol.height**2
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,7 +603,26 @@ def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(((a - b) ** 2).sum(-1))
 
 
-def _wifi(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+def _background_movers(scene: _Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Tracks (B, 1000, 3) and RCS (B,) of other people walking behind the radar (y < 0).
+
+    The WiFi links see them; the radar (boresight +y) and the RFID reader (facing the tag wall)
+    have them behind their antennas, so those sensors ignore them.
+    """
+    n = rng.poisson(WIFI_BACKGROUND_MOVERS)
+    start = np.stack([rng.uniform(-3, 3, n), rng.uniform(-3.5, -0.8, n), np.full(n, 1.2)], 1)
+    head = rng.uniform(0, 2 * np.pi, n)
+    vel = np.stack([np.cos(head), np.sin(head), np.zeros(n)], 1) * rng.uniform(0.3, 1.2, (n, 1))
+    t0 = rng.uniform(-2, 4, (n, 1))
+    walk = np.clip(T_GRID[None] - t0, 0, rng.uniform(1, 4, (n, 1)))  # (B, T) seconds walked
+    tracks = start[:, None, :] + walk[..., None] * vel[:, None, :]
+    tracks[..., 1] = np.minimum(tracks[..., 1], -0.5)  # they stay behind the radar
+    return tracks, rng.uniform(0.3, 1.0, n)
+
+
+def _wifi(
+    scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
     """|CSI| (270, 1000) float64, channel = rx*90 + antenna*30 + subcarrier, 200 Hz."""
     k = 2 * np.pi * WIFI_FREQS / C  # (30,) rad/m per subcarrier
     ant = scene.rx_ant  # (9, 3)
@@ -461,11 +635,15 @@ def _wifi(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Gener
     lengths = np.concatenate([d_los[None], d1 + d2])  # (P+1, 9)
     gains = np.concatenate([1 / d_los[None], np.sqrt(scene.reflector_rcs / (4 * np.pi))[:, None] / (d1 * d2)])
     h_static = (gains[:, :, None] * np.exp(-1j * lengths[:, :, None] * k)).sum(0)  # (9, 30)
-    # Body reflections: path tx -> scatterer -> antenna changes with motion (Doppler 2v/lambda).
-    b1 = _dist(scene.tx, body)  # (S, T)
-    b2 = _dist(body[:, None, :, :], ant[None, :, None, :])  # (S, 9, T)
+    # Other people walking behind the radar add their own Doppler to the WiFi links only.
+    movers, m_rcs = _background_movers(scene, rng)
+    pts = np.concatenate([body, movers])  # (S, T, 3) with S = body parts + movers
+    refl = np.sqrt(np.concatenate([rcs, m_rcs]) / (4 * np.pi))
+    # Reflections: path tx -> scatterer -> antenna changes with motion (Doppler 2v/lambda).
+    b1 = _dist(scene.tx, pts)  # (S, T)
+    b2 = _dist(pts[:, None, :, :], ant[None, :, None, :])  # (S, 9, T)
     path = b1[:, None, :] + b2  # (S, 9, T)
-    g = np.sqrt(rcs / (4 * np.pi))[:, None, None] / (b1[:, None, :] * b2)  # (S, 9, T)
+    g = refl[:, None, None] / (b1[:, None, :] * b2)  # (S, 9, T)
     # phase k_f * L split as k_c * L (float64: ~100 cycles) + (k_f - k_c) * L (float32: < 0.2 cycle)
     a_c = (g * np.exp(-1j * (2 * np.pi * WIFI_FC / C) * path)).astype(np.complex64)  # (S, 9, T)
     dk = (2 * np.pi * (WIFI_FREQS - WIFI_FC) / C).astype(np.float32)  # (30,)
@@ -482,9 +660,11 @@ def _wifi(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Gener
     # AGC: each NIC re-levels its gain a few times per recording (steps of 0.5-2 dB).
     gain_db = np.repeat(scene.rx_gain_db[:, None], N_T, axis=1)  # (3, T)
     for rx in range(N_RX):
-        for _ in range(rng.poisson(2.0)):
+        for _ in range(rng.poisson(WIFI_AGC_STEPS)):
             at = rng.integers(1, N_T)
             gain_db[rx, at:] += rng.choice([-1, 1]) * rng.uniform(0.5, 2.0)
+    # Per-packet gain jitter of each NIC (power control / AGC settling), common to its 90 channels.
+    gain_db += WIFI_PACKET_GAIN_DB * rng.standard_normal((N_RX, N_T))
     gain = 10 ** (gain_db / 20)
     h = h * np.repeat(gain, N_ANT, axis=0)[:, None, :]
     # The NIC reports 8-bit I/Q: quantise before taking the magnitude.
@@ -506,7 +686,9 @@ def _wifi(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Gener
     return amp.astype(np.float64)
 
 
-def _rfid(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+def _rfid(
+    scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
     """Wrapped backscatter phase (23, 148) float64 in [0, 2*pi), zero-order hold on missing reads."""
     k = 2 * np.pi / RFID_LAMBDA
     reader, tags = scene.reader, scene.tags
@@ -515,7 +697,9 @@ def _rfid(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Gener
     d_st = _dist(body[:, None, :, :], tags[None, :, None, :])  # (S, 23, T)
     # Shadowing: a body part inside the first Fresnel zone of the reader->tag line attenuates it.
     seg = tags - reader  # (23, 3)
-    w = ((body[:, None] - reader) * seg[None, :, None]).sum(-1) / (seg**2).sum(-1)[None, :, None]  # (S, 23, T)
+    w = ((body[:, None] - reader) * seg[None, :, None]).sum(-1) / (seg**2).sum(-1)[
+        None, :, None
+    ]  # (S, 23, T)
     w = np.clip(w, 0.02, 0.98)
     closest = reader + w[..., None] * seg[None, :, None, :]
     off = _dist(body[:, None], closest)  # (S, 23, T)
@@ -536,7 +720,7 @@ def _rfid(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Gener
     n_max = int(DURATION_S * RFID_RATE * 1.3) + 4
     gaps = rng.gamma(8.0, 1 / (8.0 * RFID_RATE), size=(N_TAGS, n_max))
     times = rng.uniform(0, 1 / RFID_RATE, (N_TAGS, 1)) + np.cumsum(gaps, axis=1) - gaps[:, :1]
-    idx = np.minimum((times * 200).round().astype(int), N_T - 1)
+    idx = np.minimum((times * WIFI_FS).round().astype(int), N_T - 1)
     rows = np.arange(N_TAGS)[:, None]
     # Missed reads: more likely when the tag is shadowed (low backscatter power).
     miss_p = RFID_MISS_P + 0.5 * np.clip(1 - snr[rows, idx], 0, 1) ** 2
@@ -570,48 +754,58 @@ def _circ(d: np.ndarray, n: int) -> np.ndarray:
 
 
 def _gauss(z: np.ndarray) -> np.ndarray:
-    # exact zeros beyond 6 sigma: float32 denormals from the far tails make matmul ~10x slower
+    # exact zeros beyond 6 sigma: float32 denormals from the far tails make the blob sum ~10x slower
     return np.where(np.abs(z) < 6, np.exp(-0.5 * np.minimum(z * z, 36)), 0).astype(np.float32)
 
 
-def _mmwave(scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+def _mmwave(
+    scene: _Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
     """Range-Doppler magnitude (1, 17, 256, 128) float32: 17 steps x 256 range bins x 128 Doppler bins."""
     # Snapshot times: the ~6 radar frames (20 fps) that fall in each of the 17 steps.
     sub = (np.arange(N_STEPS)[:, None] + (np.arange(MM_FRAMES_PER_STEP) + 0.5) / MM_FRAMES_PER_STEP) / N_STEPS
-    ti = np.minimum((sub.ravel() * DURATION_S * 200).astype(int), N_T - 1)  # (102,)
+    ti = np.minimum((sub.ravel() * DURATION_S * WIFI_FS).astype(int), N_T - 1)  # (102,)
     rel = body - scene.radar  # (S, T, 3)
     rng_m = np.sqrt((rel**2).sum(-1))  # (S, T)
-    vel = np.gradient(rng_m, 1 / 200.0, axis=1)  # radial velocity dR/dt (m/s), >0 moving away
+    vel = np.gradient(rng_m, 1 / WIFI_FS, axis=1)  # radial velocity dR/dt (m/s), >0 moving away
     r, v, rl = rng_m[:, ti], vel[:, ti], rel[:, ti]  # (S, F)
-    # Antenna pattern: wide in azimuth, narrower in elevation (patch antennas of the ISK board).
+    # Antenna pattern: wide in azimuth, narrow in elevation (patch antennas of the ISK board), so
+    # feet and a bowed head fall partly out of the beam.
     az = np.arctan2(rl[..., 0], rl[..., 1])
     el = np.arctan2(rl[..., 2], np.hypot(rl[..., 0], rl[..., 1]))
-    beam = np.exp(-((az / np.deg2rad(60)) ** 2) - (el / np.deg2rad(40)) ** 2)
+    beam = np.exp(-((az / np.deg2rad(60)) ** 2) - (el / np.deg2rad(20)) ** 2)
     # Received amplitude ~ sqrt(rcs)/R^2 (radar equation), with Swerling-I-like fluctuation per frame.
-    fluct = np.abs(1 + MM_FLUCT * (rng.standard_normal(r.shape) + 1j * rng.standard_normal(r.shape)) / np.sqrt(2))
+    fluct = np.abs(
+        1 + MM_FLUCT * (rng.standard_normal(r.shape) + 1j * rng.standard_normal(r.shape)) / np.sqrt(2)
+    )
     a = (MM_SCALE * np.sqrt(rcs)[:, None] * beam / r**2 * fluct).astype(np.float32)
     rbin = (r / MM_RANGE_RES).astype(np.float32)
     dbin = (N_DOPPLER / 2 + v / MM_V_RES).astype(np.float32)  # aliases (wraps) beyond +-v_max
     sig_r = np.sqrt(0.7**2 + (_EXTENT / MM_RANGE_RES) ** 2).astype(np.float32)[:, None]
     rprof = _gauss((_RANGE_BINS[None, None, :] - rbin[..., None]) / sig_r[..., None])  # (S, F, 256)
     dprof = _gauss(_circ(_DOPPLER_BINS[None, None, :] - dbin[..., None], N_DOPPLER) / 1.2)  # (S, F, 128)
-    # Sum the blobs of all parts and the frames of each step: (17, 256, K) @ (17, K, 128)
+    # Sum the blobs of all parts and the frames of each step: (17, 256, K) x (17, K, 128)
     kk = _S * MM_FRAMES_PER_STEP
     rp = (a[..., None] * rprof).reshape(_S, N_STEPS, MM_FRAMES_PER_STEP, N_RANGE)
     rp = rp.transpose(1, 3, 0, 2).reshape(N_STEPS, N_RANGE, kk)
-    dp = dprof.reshape(_S, N_STEPS, MM_FRAMES_PER_STEP, N_DOPPLER).transpose(1, 0, 2, 3).reshape(N_STEPS, kk, N_DOPPLER)
-    heat = np.matmul(rp, dp) / MM_FRAMES_PER_STEP  # (17, 256, 128)
+    dp = (
+        dprof.reshape(_S, N_STEPS, MM_FRAMES_PER_STEP, N_DOPPLER)
+        .transpose(1, 0, 2, 3)
+        .reshape(N_STEPS, kk, N_DOPPLER)
+    )
+    # einsum rather than matmul: no BLAS threads, which oversubscribe the cores of worker processes
+    heat = np.einsum("frk,fkd->frd", rp, dp) / MM_FRAMES_PER_STEP  # (17, 256, 128)
     # Static clutter (furniture, walls) sits at zero Doppler with a faint window-sidelobe skirt.
     c_r = np.concatenate([_dist(scene.radar, scene.reflectors), scene.walls - scene.radar[1]])
     c_a = MM_SCALE * np.sqrt(np.concatenate([scene.reflector_rcs, [3.0, 3.0]])) / c_r**2
-    c_prof = (c_a[:, None] * np.exp(-0.5 * ((_RANGE_BINS[None] - c_r[:, None] / MM_RANGE_RES) / 0.8) ** 2)).sum(0)
+    c_prof = (
+        c_a[:, None] * np.exp(-0.5 * ((_RANGE_BINS[None] - c_r[:, None] / MM_RANGE_RES) / 0.8) ** 2)
+    ).sum(0)
     d_skirt = np.exp(-0.5 * ((_DOPPLER_BINS - N_DOPPLER / 2) / 0.8) ** 2) + 2e-3
     heat += (c_prof[:, None] * d_skirt[None, :]).astype(np.float32)[None]
     # Receiver noise: complex Gaussian per cell; the stored map is the magnitude.
-    n_re = rng.standard_normal(heat.shape, dtype=np.float32)
-    n_im = rng.standard_normal(heat.shape, dtype=np.float32)
-    heat += MM_NOISE * n_re
-    out = np.sqrt(heat * heat + (MM_NOISE * n_im) ** 2)
+    heat += MM_NOISE * rng.standard_normal(heat.shape, dtype=np.float32)
+    out = np.sqrt(heat * heat + (MM_NOISE * rng.standard_normal(heat.shape, dtype=np.float32)) ** 2)
     return out[None].astype(np.float32, copy=False)
 
 
@@ -637,12 +831,12 @@ def generate_sample(cfg: SynthConfig, volunteer: int, action: int, trial: int) -
     scene = _scene(cfg.seed, cfg.scene_of(volunteer))
     vol = _volunteer(cfg.seed, volunteer)
     prog = _programmes()[action - 1]
-    body, rcs = _body_track(prog, vol, scene, _rng(cfg.seed, _TRIAL, volunteer, action, trial))
+    body, size = _body_track(prog, vol, scene, _rng(cfg.seed, _TRIAL, volunteer, action, trial))
     noise = [_rng(cfg.seed, _NOISE, volunteer, action, trial, i) for i in range(3)]
     return {
-        "mmwave": _mmwave(scene, body, rcs, noise[0]),
-        "wifi": _wifi(scene, body, rcs, noise[1]),
-        "rfid": _rfid(scene, body, rcs, noise[2]),
+        "mmwave": _mmwave(scene, body, _RCS["mmwave"] * size, noise[0]),
+        "wifi": _wifi(scene, body, _RCS["wifi"] * size, noise[1]),
+        "rfid": _rfid(scene, body, _RCS["rfid"] * size, noise[2]),
     }
 
 
@@ -653,7 +847,9 @@ def _sample_dir(out: Path, cfg: SynthConfig, volunteer: int) -> Path:
     return out / f"Scene{k}" / f"Scene{k}_part1"
 
 
-def sample_paths(out: str | os.PathLike[str], cfg: SynthConfig, volunteer: int, action: int, trial: int) -> dict[str, Path]:
+def sample_paths(
+    out: str | os.PathLike[str], cfg: SynthConfig, volunteer: int, action: int, trial: int
+) -> dict[str, Path]:
     """Where the three files of one sample live, per modality key."""
     base = _sample_dir(Path(out), cfg, volunteer)
     name = f"{volunteer}_{action}_{trial}.npy"
@@ -710,69 +906,94 @@ def describe(cfg: SynthConfig) -> dict[str, Any]:
         "n_samples": cfg.n_samples,
         "file_name": "<volunteer>_<action>_<trial>.npy, ids not zero-padded; label = action - 1",
         "layout": (
-            "ROOT/{WiFi,RFID,mmWave}/" if cfg.layout == "flat" else "ROOT/Scene<k>/Scene<k>_part1/{WiFi,RFID,mmWave}/"
+            "ROOT/{WiFi,RFID,mmWave}/"
+            if cfg.layout == "flat"
+            else "ROOT/Scene<k>/Scene<k>_part1/{WiFi,RFID,mmWave}/"
         ),
         "duration_s": DURATION_S,
-        "note": "synthetic data: action programmes are procedural motion families, they do not imitate "
-        "the named XRF55 actions; actions sharing a family id are deliberately similar",
-        "action_families": {str(a): f for a, f in action_families().items() if a <= cfg.actions},
-        "body": {"parts": list(PARTS), "rcs_m2": _RCS.tolist(), "rest_position_m": _REST.tolist()},
+        "coordinates": "room frame in metres: x right, y away from the radar, z up; the radar looks along +y",
+        "note": "synthetic data. Each action is a procedural motion programme of a 7-point body; the "
+        "programmes do not imitate the named XRF55 actions. Actions of one family are variants of one "
+        "motion (mirrored, vertically flipped, faster or turned) and deliberately similar",
+        "action_families": {
+            str(a): {"family": f, "variant": k} for a, (f, k) in action_families().items() if a <= cfg.actions
+        },
+        "body": {
+            "parts": list(PARTS),
+            "rest_position_m": _REST.tolist(),
+            "rcs_m2_per_sensor": {k: v.tolist() for k, v in _RCS.items()},
+        },
         "modalities": {
-            "wifi": {
-                "folder": FOLDERS["wifi"],
-                "shape": [N_RX * N_ANT * N_SC, N_T],
-                "dtype": "float64",
-                "axes": ["channel = rx*90 + antenna*30 + subcarrier", "packet (200 Hz, 5 s)"],
-                "value": "|CSI| amplitude of the 8-bit I/Q (Intel 5300 scaled-CSI-like units)",
-                "carrier_hz": WIFI_FC,
-                "subcarrier_index": SUBCARRIER_INDEX.tolist(),
-                "subcarrier_spacing_hz": 312.5e3,
-                "impairments": {
-                    "thermal_noise_snr_db": WIFI_SNR_DB,
-                    "agc": "per-NIC gain steps of 0.5-2 dB at random packets (Poisson, mean 1.2 per NIC)",
-                    "impulsive_outliers": f"each entry with p={WIFI_OUTLIER_P} multiplied by 2-5",
-                    "dropped_packets": f"per NIC, p={WIFI_DROP_P} plus bursts of 5-30 packets; a dropped "
-                    "packet repeats the previous received packet (forward fill)",
-                    "quantisation": "I and Q rounded to integers before the magnitude",
-                },
-            },
-            "rfid": {
-                "folder": FOLDERS["rfid"],
-                "shape": [N_TAGS, RFID_N],
-                "dtype": "float64",
-                "axes": ["tag", "read slot (148 slots over 5 s)"],
-                "value": "backscatter phase in radians, wrapped to [0, 2*pi): 4*pi*d/lambda + tag offset, "
-                "disturbed by body reflections and Fresnel-zone shadowing",
-                "carrier_hz": RFID_F,
-                "read_rate_hz": RFID_RATE,
-                "missing_read": "zero-order hold: a slot holds the latest read at or before its end; slots "
-                "before a tag's first read hold that first read",
-                "impairments": {
-                    "phase_noise_rad": f"{RFID_PHASE_NOISE} / sqrt(relative backscatter power)",
-                    "missed_reads": f"p={RFID_MISS_P} + 0.5*(shadowing)^2 per read",
-                    "pi_jumps": f"p={RFID_PI_JUMP_P} per read (Miller-encoding 180 degree ambiguity)",
-                    "irregular_reads": "gamma-distributed gaps, mean 1/30 s, CV 0.35",
-                },
-            },
             "mmwave": {
                 "folder": FOLDERS["mmwave"],
                 "shape": [1, N_STEPS, N_RANGE, N_DOPPLER],
                 "dtype": "float32",
                 "axes": [
-                    "singleton",
-                    "time step (17 over 5 s, each the mean of ~6 radar frames at 20 fps)",
-                    f"range bin (bin i = i * {MM_RANGE_RES:.4f} m from the radar)",
-                    f"Doppler bin (bin b = (b - 64) * {MM_V_RES:.4f} m/s, positive = moving away, wraps at "
-                    f"+-{MM_V_MAX:.3f} m/s)",
+                    "singleton (as in the XRF55 files)",
+                    f"time step: 17 over 5 s, each the mean of {MM_FRAMES_PER_STEP} radar frames at 20 fps",
+                    f"range bin: bin i is i * {MM_RANGE_RES:.4f} m from the radar",
+                    f"Doppler bin: bin b is (b - {N_DOPPLER // 2}) * {MM_V_RES:.4f} m/s of radial velocity "
+                    f"(positive = moving away), aliasing beyond +-{MM_V_MAX:.3f} m/s",
                 ],
-                "axes_note": "XRF55 does not document the meaning of the 17x256x128 axes (XRF55-repo issue #8); "
+                "axes_note": "XRF55 does not document what 17 x 256 x 128 mean (XRF55-repo issue #8); "
                 "time x range x Doppler is this generator's choice",
-                "value": "range-Doppler magnitude: one blob per body part at its range and radial velocity, "
-                "static clutter at zero Doppler, complex receiver noise (sigma 1 per cell)",
+                "value": "range-Doppler magnitude: a Gaussian blob per body part at its range and radial "
+                "velocity (amplitude ~ sqrt(rcs)/R^2, antenna pattern 60 deg azimuth x 20 deg elevation), "
+                "static clutter at zero Doppler, complex receiver noise",
                 "carrier_hz": MM_FC,
                 "bandwidth_hz": MM_BW,
                 "range_resolution_m": MM_RANGE_RES,
                 "velocity_resolution_m_s": MM_V_RES,
+                "impairments": {
+                    "receiver_noise_sigma": MM_NOISE,
+                    "echo_fluctuation": f"each part's echo times |1 + {MM_FLUCT} * CN(0, 1)| per frame (Swerling I)",
+                },
+            },
+            "wifi": {
+                "folder": FOLDERS["wifi"],
+                "shape": [N_RX * N_ANT * N_SC, N_T],
+                "dtype": "float64",
+                "axes": ["channel = rx*90 + antenna*30 + subcarrier", f"packet ({WIFI_FS:.0f} Hz, 5 s)"],
+                "value": "|CSI|: static paths (LOS + furniture) plus body reflections, each path of length L "
+                "with phase -2*pi*f*L/c; Intel 5300 scaled-CSI-like units",
+                "carrier_hz": WIFI_FC,
+                "subcarrier_index": SUBCARRIER_INDEX.tolist(),
+                "subcarrier_spacing_hz": 312.5e3,
+                "impairments": {
+                    "thermal_noise_snr_db": WIFI_SNR_DB,
+                    "agc": f"per-NIC gain steps of 0.5-2 dB at random packets (Poisson, mean {WIFI_AGC_STEPS})",
+                    "packet_gain_jitter_db": WIFI_PACKET_GAIN_DB,
+                    "background_movers": f"Poisson mean {WIFI_BACKGROUND_MOVERS} people walking behind the radar "
+                    "(seen by WiFi only)",
+                    "quantisation": "I and Q rounded to integers before the magnitude",
+                    "impulsive_outliers": f"each entry with p={WIFI_OUTLIER_P} multiplied by 2-5",
+                    "dropped_packets": f"per NIC, p={WIFI_DROP_P} plus bursts of 5-30 packets",
+                },
+                "dropped_packet": "forward fill: a dropped packet repeats the NIC's last received packet "
+                "(all its 90 channels), as fixed-rate pipelines do",
+            },
+            "rfid": {
+                "folder": FOLDERS["rfid"],
+                "shape": [N_TAGS, RFID_N],
+                "dtype": "float64",
+                "axes": [
+                    "tag (5 x 5 grid minus the two top corners, row-major from the bottom)",
+                    "read slot (148 slots over 5 s)",
+                ],
+                "value": "backscatter phase in radians wrapped to [0, 2*pi): round trip 4*pi*d/lambda plus tag "
+                "offset, disturbed by body reflections and Fresnel-zone shadowing",
+                "carrier_hz": RFID_F,
+                "read_rate_hz": RFID_RATE,
+                "missing_read": "zero-order hold: each slot holds the tag's latest read at or before the slot's "
+                "end; slots before the tag's first read hold that first read",
+                "impairments": {
+                    "phase_noise_rad": f"{RFID_PHASE_NOISE} / sqrt(relative backscatter power)",
+                    "pi_jumps": f"p={RFID_PI_JUMP_P} per read (Miller-encoding 180 degree ambiguity)",
+                    "missed_reads": f"p={RFID_MISS_P} + 0.5 * (1 - relative power)^2 per read",
+                    "irregular_reads": "gamma-distributed gaps, mean 1/30 s, CV 0.35",
+                    "offset_drift_rad": f"per recording: common N(0, {RFID_SESSION_DRIFT}) + per tag "
+                    f"N(0, {RFID_TAG_DRIFT})",
+                },
             },
         },
         "scenes": scenes,
@@ -788,11 +1009,18 @@ def _check_existing(path: Path, want: dict[str, Any], what: str) -> bool:
         have = json.loads(path.read_text())
         have_cfg = {"generator_version": have["generator_version"], **have["config"]}
     except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{path} is not a readable {what} ({err}); delete it or pick another output folder") from err
-    if have_cfg != want:
         raise DataError(
-            f"{path.parent} already holds synthetic data made with {have_cfg}; asked for {want}. "
-            "Use another output folder or delete this one"
+            f"{path} is not a readable {what} ({err}); delete it or pick another output folder"
+        ) from err
+    if have_cfg != want:
+        diff = ", ".join(
+            f"{k}: {have_cfg.get(k)!r} there, {want.get(k)!r} asked"
+            for k in want
+            if have_cfg.get(k) != want.get(k)
+        )
+        raise DataError(
+            f"{path.parent} already holds synthetic data made with another config ({diff}); "
+            "use another output folder or delete this one"
         )
     return True
 
@@ -819,6 +1047,8 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     start = perf_counter()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output {out} exists and is not a folder")
     want = {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
     done = _check_existing(out / SYNTH_JSON, want, "synth.json")
     _check_existing(out / _PENDING_JSON, want, "pending-run record")
@@ -827,7 +1057,14 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
     summary: dict[str, Any] = {"out": str(out), "n_samples": cfg.n_samples, "n_written": 0}
     if done and not todo:
         _logger.info("%s already holds the finished data set (%d samples); nothing to do", out, cfg.n_samples)
-        return {**summary, "n_skipped": cfg.n_samples, "seconds": perf_counter() - start, "bytes_written": 0}
+        seconds = perf_counter() - start
+        return {
+            **summary,
+            "n_skipped": cfg.n_samples,
+            "seconds": seconds,
+            "samples_per_s": 0.0,
+            "bytes_written": 0,
+        }
 
     out.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(out / _PENDING_JSON, {"generator_version": GENERATOR_VERSION, "config": asdict(cfg)})
@@ -838,7 +1075,11 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
             stale.unlink()
     _logger.info(
         "synthesising %d of %d samples into %s with %d worker%s",
-        len(todo), cfg.n_samples, out, workers, "s" if workers > 1 else "",
+        len(todo),
+        cfg.n_samples,
+        out,
+        workers,
+        "s" if workers > 1 else "",
     )
     tasks = [(str(out), cfg, k) for k in todo]
     n_bytes = 0

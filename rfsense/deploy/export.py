@@ -21,6 +21,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from rfsense._io import atomic_write_json
 from rfsense.data.classes import CLASS_NAMES
 from rfsense.deploy.health import HealthConfig
 from rfsense.deploy.runtime import manifest_path_for
@@ -151,6 +152,20 @@ def _latency_ms(sess: ort.InferenceSession, n: int = 50) -> dict[str, float]:
     return {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90))}
 
 
+def _drop_initializer_value_info(path: Path) -> None:
+    """Remove value_info entries that shadow initializers.
+
+    The quantizer turns Gemm(transB=1) into MatMul by transposing the weight initializer but leaves
+    such an entry at the old shape, and its own shape inference then rejects the graph.
+    """
+    model = onnx.load(str(path))
+    weights = {t.name for t in model.graph.initializer}
+    kept = [vi for vi in model.graph.value_info if vi.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    onnx.save(model, str(path))
+
+
 def _quantize(fp32: Path, int8: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -158,16 +173,11 @@ def _quantize(fp32: Path, int8: Path) -> None:
     pre = int8.with_name(int8.stem + ".pre.onnx")
     try:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        _drop_initializer_value_info(pre)
         # MatMul/Gemm only: dynamic int8 Conv is slower than fp32 on x86 (reference notes §1.6).
         quantize_dynamic(str(pre), str(int8), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
     finally:
         pre.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def export_run(
@@ -223,12 +233,12 @@ def export_run(
         "size_bytes": final.stat().st_size,
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
     }
-    _write_json(manifest_path_for(final), manifest)
+    atomic_write_json(manifest_path_for(final), manifest)
     _logger.info("parity: max |dlogit| %.2e over 7 subsets x batch 1, 7; top-1 identical: %s",
                  parity["max_abs_diff"], parity["top1_equal"])
     if int8:
         manifest["int8"] = _export_int8(final, manifest, test, name)
-        _write_json(manifest_path_for(final), manifest)
+        atomic_write_json(manifest_path_for(final), manifest)
     return manifest
 
 
@@ -255,5 +265,5 @@ def _export_int8(fp32: Path, manifest: dict[str, Any], test: Any, name: str) -> 
     qman = dict(manifest, model_file=q.name, sha256=_sha256(q), size_bytes=q.stat().st_size, quantization=report,
                 parity={"ok": None, "note": "int8: see quantization.top1_agreement and accuracy"})
     qman.pop("int8", None)
-    _write_json(manifest_path_for(q), qman)
+    atomic_write_json(manifest_path_for(q), qman)
     return report

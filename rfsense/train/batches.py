@@ -8,7 +8,7 @@ import torch
 from rfsense.data.pack import PackedSplit
 from rfsense.modalities import MODALITIES
 
-__all__ = ["read_rows", "sample_presence"]
+__all__ = ["read_rows", "sample_presence", "time_shift"]
 
 
 def sample_presence(
@@ -46,4 +46,30 @@ def read_rows(split: PackedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
         back = np.empty_like(data)
         back[order] = data
         out[m] = torch.from_numpy(back)
+    return out
+
+
+# Time axis of each modality's tensor (B, ...): mmWave frames, WiFi packets, RFID reads.
+_TIME_AXIS = {"mmwave": 1, "wifi": 2, "rfid": 2}
+
+
+def time_shift(x: dict[str, torch.Tensor], max_fraction: float, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Shift every sample in time by a random fraction of its window, the same for all its modalities.
+
+    The sensors are synchronised, so one offset per sample keeps them aligned; edges are held (no wrap),
+    mimicking an action that starts a little earlier or later in the 5 s window.
+    """
+    if max_fraction <= 0:
+        return x
+    b = next(iter(x.values())).shape[0]
+    frac = torch.from_numpy(rng.uniform(-max_fraction, max_fraction, size=b))
+    out = {}
+    for m, t in x.items():
+        axis = _TIME_AXIS[m]
+        n = t.shape[axis]
+        src = torch.arange(n).unsqueeze(0) - torch.round(frac * n).long().unsqueeze(1)  # (B, T)
+        src = src.clamp_(0, n - 1).to(t.device)
+        shape = [b] + [1] * (t.dim() - 1)
+        shape[axis] = n
+        out[m] = torch.gather(t, axis, src.view(shape).expand_as(t))
     return out

@@ -44,6 +44,7 @@ class TrainConfig:
     # Per-sample modality keep probabilities (X-Fi: mmWave 0.5, WiFi 0.9, RFID 0.6); empty draws are redrawn.
     keep_prob: tuple[float, float, float] = (0.5, 0.9, 0.6)
     pairing: str = "none"  # "none" | "dml" (same-class re-pairing per modality, DML paper §3.3)
+    time_shift: float = 0.1  # random shift of each sample by up to this fraction of the 5 s window (0: off)
     val_fraction: float = 0.1  # held out of the training split to pick best.pt (never the test split)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from rfsense._io import atomic_write_json, atomic_write_text
 from rfsense.data.pack import Pack, open_pack, pack, settings_digest
 from rfsense.errors import ConfigError, DataError
 from rfsense.models import build_model, model_config_from_dict
-from rfsense.train.batches import read_rows, sample_presence
+from rfsense.train.batches import read_rows, sample_presence, time_shift
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
 from rfsense.train.config import RunConfig, to_dict
 from rfsense.train.dagr import dagr_backward
@@ -115,7 +116,7 @@ def train_one_epoch(
     for step in range(n_steps):
         idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
         read = pairer.pair(idx) if pairer is not None else idx
-        x = {m: t.to(device, non_blocking=True) for m, t in read_rows(split, read).items()}
+        x = {m: t.to(device, non_blocking=True) for m, t in time_shift(read_rows(split, read), tc.time_shift, rng).items()}
         usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
         present = torch.from_numpy(sample_presence(rng, usable, tc.keep_prob)).to(device)
         y = torch.from_numpy(split.labels[idx]).to(device)
@@ -310,10 +311,8 @@ def _write_results(run_dir: Path, result: dict[str, Any], title: str) -> dict[st
     if result.get("geometry"):
         text += "\n\n" + geometry_table(result["geometry"])
     result = _finite(result)
-    tmp = run_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(run_dir / "results.json")
-    (run_dir / "results.txt").write_text(text + "\n")
+    atomic_write_json(run_dir / "results.json", result)
+    atomic_write_text(run_dir / "results.txt", text + "\n")
     result["table"] = text
     return result
 

@@ -100,3 +100,18 @@ def test_checkpoint_atomic_and_safe(tmp_path):
 
     with pytest.raises(ModelFileError, match="not a readable rfsense checkpoint"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_time_shift_keeps_modalities_aligned():
+    from rfsense.train.batches import time_shift
+
+    t_w = torch.arange(1000.0).repeat(2, 270, 1)  # (2, 270, 1000): value = packet index
+    t_r = torch.arange(148.0).repeat(2, 23, 1)
+    t_m = torch.arange(17.0).view(1, 17, 1, 1).repeat(2, 1, 4, 2)
+    out = time_shift({"wifi": t_w, "rfid": t_r, "mmwave": t_m}, 0.1, np.random.default_rng(3))
+    for i in range(2):
+        shift_w = out["wifi"][i, 0, 500] - 500
+        shift_r = out["rfid"][i, 0, 74] - 74
+        assert abs(shift_w) <= 100 and abs(shift_w / 1000 - shift_r / 148) < 0.01  # same fraction of the window
+        assert (out["wifi"][i] == out["wifi"][i, :1]).all()  # every channel shifted alike
+    assert time_shift({"wifi": t_w}, 0.0, np.random.default_rng(0))["wifi"] is t_w
