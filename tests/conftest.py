@@ -30,14 +30,14 @@ def synth_pack(synth_root, tmp_path_factory):
     return pack(synth_root, tmp_path_factory.mktemp("pack") / "p", spec=TINY_SPLIT)
 
 
-def tiny_config(root: Path, out_dir: Path, name: str = "tiny", **train):
+def tiny_config(root: Path, out_dir: Path, name: str = "tiny", train_trials=TINY_SPLIT.train_trials, **train):
     """A run config for the tiny set: edge preset shrunk, DAGR on (pareto, params)."""
     from rfsense.train.config import config_from_tree
 
     tree = {
         "name": name,
         "out_dir": str(out_dir),
-        "data": {"root": str(root), "split": {"train_trials": list(TINY_SPLIT.train_trials)}},
+        "data": {"root": str(root), "split": {"train_trials": list(train_trials)}},
         "model": {"preset": "edge"},
         "train": {"epochs": 6, "batch_size": 8, "lr": 0.003, "warmup_epochs": 0.5, "val_fraction": 0.0,
                   "log_every": 0, "threads": 2, **train},

@@ -85,6 +85,9 @@ class WifiPrep:
     # Off by default: the model's WiFi input is fixed at 1000 samples. When set, the output time axis
     # becomes `resample_to` samples (anti-aliased polyphase FIR, scipy.signal.resample_poly).
     resample_to: int | None = None
+    # Subtract each channel's per-sample median: the static paths (scene, position, AGC level) set the
+    # amplitude's level, the body's motion only its fluctuation.
+    remove_static: bool = False
 
     def __post_init__(self) -> None:
         _require(self.hampel_window >= 0, "wifi.hampel_window", self.hampel_window, ">= 0")
@@ -418,6 +421,8 @@ def _wifi(x: np.ndarray, cfg: WifiPrep) -> np.ndarray:
         g = np.gcd(cfg.resample_to, y.shape[-1])
         # padtype='line' avoids the ringing a zero-padded edge would cause on an offset amplitude.
         y = signal.resample_poly(y, cfg.resample_to // g, y.shape[-1] // g, axis=-1, padtype="line")
+    if cfg.remove_static:
+        y = y - np.median(y, axis=-1, keepdims=True)
     return y
 
 

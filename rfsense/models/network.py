@@ -52,6 +52,10 @@ class RFSenseNet(nn.Module):
             share_depth=cfg.share_depth,
         )
         self.head = ClassificationHead(cfg.d, cfg.n_classes)
+        # Training-only linear classifiers on each modality's pooled embedding (train.unimodal_weight):
+        # they give every encoder its own label signal, so a strong modality cannot starve a weak one.
+        # forward() never uses them, so they are not in the exported graph.
+        self.unimodal_heads = nn.ModuleList(nn.Linear(cfg.d, cfg.n_classes) for _ in MODALITIES)
 
     def forward_features(
         self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor
@@ -72,6 +76,16 @@ class RFSenseNet(nn.Module):
         Raises:
             ValueError: an input has the wrong per-sample shape.
         """
+        tokens, z = self.encode(mmwave, wifi, rfid, present)
+        return self.fuse(tokens, present), z
+
+    def encode(self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder outputs: tokens (B, 3, n_tokens, d) and pooled z (B, 3, d), absent inputs zeroed first.
+
+        Split from ``fuse`` so evaluation can encode a batch once and score all 7 subsets on it: the
+        fusion ignores the tokens of absent modalities, so any ``present`` that is a subset of the one
+        used here gives the same logits as ``forward_features`` would.
+        """
         present = present.to(torch.bool)
         tokens, zs = [], []
         for i, (m, x) in enumerate(zip(MODALITIES, (mmwave, wifi, rfid), strict=True)):
@@ -86,8 +100,12 @@ class RFSenseNet(nn.Module):
             t, z = enc(x)  # (B, n_tok, d), (B, d)
             tokens.append(t)
             zs.append(z)
-        fused = self.fusion(torch.stack(tokens, dim=1), present)  # (B, 1 + n_tok, d)
-        return self.head(fused, present), torch.stack(zs, dim=1)  # (B, n_classes), (B, 3, d)
+        return torch.stack(tokens, dim=1), torch.stack(zs, dim=1)
+
+    def fuse(self, tokens: Tensor, present: Tensor) -> Tensor:
+        """Logits (B, n_classes) from encoder tokens (B, 3, n_tokens, d) under ``present`` (B, 3)."""
+        present = present.to(torch.bool)
+        return self.head(self.fusion(tokens, present), present)
 
     def forward(
         self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor, return_features: bool = False
@@ -101,13 +119,17 @@ class RFSenseNet(nn.Module):
         logits, z = self.forward_features(mmwave, wifi, rfid, present)
         return (logits, z) if return_features else logits
 
+    def unimodal_logits(self, z: Tensor) -> Tensor:
+        """Per-modality logits (B, 3, n_classes) from pooled embeddings z (B, 3, d); training only."""
+        return torch.stack([head(z[:, i]) for i, head in enumerate(self.unimodal_heads)], dim=1)
+
     def encoder_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the three encoders (DAGR's theta_e)."""
         return self.encoders.parameters()
 
     def fusion_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of fusion and head; disjoint from ``encoder_parameters``, together all of them."""
-        return itertools.chain(self.fusion.parameters(), self.head.parameters())
+        """Parameters of fusion and heads; disjoint from ``encoder_parameters``, together all of them."""
+        return itertools.chain(self.fusion.parameters(), self.head.parameters(), self.unimodal_heads.parameters())
 
     def set_norm_stats(
         self,

@@ -13,21 +13,26 @@ __all__ = ["collect_embeddings", "evaluate_subsets", "mean_accuracy"]
 
 
 @torch.no_grad()
-def _forward(model: torch.nn.Module, split: PackedSplit, rows: np.ndarray, present: np.ndarray,
-             device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (N, C) and pooled embeddings (N, 3, d) for `rows` under per-sample `present` masks."""
+def _score(model: torch.nn.Module, split: PackedSplit, rows: np.ndarray, masks: np.ndarray,
+           device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (S, N, C) under each of the S presence masks (S, 3), and embeddings z (N, 3, d).
+
+    Each batch is encoded once, with every usable modality, and fused once per mask: the fusion
+    ignores absent modalities' tokens, so this equals a full forward per mask at 1/S of the cost.
+    """
     model.eval()
     logits, zs = [], []
     for start in range(0, len(rows), batch_size):
         r = rows[start : start + batch_size]
         x = {m: t.to(device) for m, t in read_rows(split, r).items()}
-        p = torch.from_numpy(present[start : start + batch_size]).to(device)
-        out, z = model.forward_features(x["mmwave"], x["wifi"], x["rfid"], p)
-        logits.append(out.float().cpu().numpy())
+        usable = torch.from_numpy(split.usable[r]).to(device)
+        tokens, z = model.encode(x["mmwave"], x["wifi"], x["rfid"], usable)
+        per_mask = [model.fuse(tokens, usable & torch.from_numpy(m).to(device)).float().cpu().numpy() for m in masks]
+        logits.append(np.stack(per_mask) if per_mask else np.zeros((0, len(r), 0)))
         zs.append(z.float().cpu().numpy())
     if not logits:
-        return np.zeros((0, 0)), np.zeros((0, 3, 0))
-    return np.concatenate(logits), np.concatenate(zs)
+        return np.zeros((len(masks), 0, 0)), np.zeros((0, 3, 0))
+    return np.concatenate(logits, axis=1), np.concatenate(zs)
 
 
 def evaluate_subsets(
@@ -39,17 +44,16 @@ def evaluate_subsets(
     A subset is scored on the samples whose files for all its modalities are usable, with exactly
     those modalities present. Returns {subset: {'acc': float, 'n': int}}.
     """
-    device = torch.device(device)
     rows = np.arange(len(split)) if rows is None else np.asarray(rows)
+    rows = rows[split.usable[rows].any(axis=1)]
+    masks = np.array([subset_mask(mods) for _, mods in SUBSETS])
+    logits, _ = _score(model, split, rows, masks, torch.device(device), batch_size)
     usable = split.usable[rows]
     out = {}
-    for name, mods in SUBSETS:
-        mask = np.array(subset_mask(mods))
-        keep = rows[(usable | ~mask).all(axis=1)]
-        present = np.broadcast_to(mask, (len(keep), 3)).copy()
-        logits, _ = _forward(model, split, keep, present, device, batch_size)
-        acc = float((logits.argmax(1) == split.labels[keep]).mean()) if len(keep) else float("nan")
-        out[name] = {"acc": acc, "n": int(len(keep))}
+    for (name, _), mask, lg in zip(SUBSETS, masks, logits, strict=True):
+        keep = (usable | ~mask).all(axis=1)
+        hit = lg[keep].argmax(1) == split.labels[rows[keep]] if keep.any() else np.zeros(0, bool)
+        out[name] = {"acc": float(hit.mean()) if keep.any() else float("nan"), "n": int(keep.sum())}
     return out
 
 
@@ -58,9 +62,8 @@ def collect_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(z (N, 3, d), present (N, 3), labels (N,)) with every usable modality present."""
     rows = np.flatnonzero(split.usable.any(axis=1))
-    present = split.usable[rows].copy()
-    _, z = _forward(model, split, rows, present, torch.device(device), batch_size)
-    return z, present, split.labels[rows]
+    _, z = _score(model, split, rows, np.zeros((0, 3), bool), torch.device(device), batch_size)
+    return z, split.usable[rows].copy(), split.labels[rows]
 
 
 def mean_accuracy(result: dict[str, dict[str, float | int]]) -> float:

@@ -87,6 +87,17 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
+def task_loss(model: torch.nn.Module, logits: torch.Tensor, z: torch.Tensor, present: torch.Tensor,
+              y: torch.Tensor, unimodal_weight: float) -> torch.Tensor:
+    """Fused cross-entropy + `unimodal_weight` x mean cross-entropy of each present modality's own head."""
+    loss = F.cross_entropy(logits.float(), y)
+    if unimodal_weight > 0:
+        uni = model.unimodal_logits(z).float()  # (B, 3, C)
+        per = F.cross_entropy(uni.flatten(0, 1), y.repeat_interleave(3), reduction="none").view(-1, 3)
+        loss = loss + unimodal_weight * (per * present).sum() / present.sum().clamp_min(1)
+    return loss
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -123,7 +134,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits, z = model.forward_features(x["mmwave"], x["wifi"], x["rfid"], present)
-        loss_task = F.cross_entropy(logits.float(), y)
+        loss_task = task_loss(model, logits, z, present, y, tc.unimodal_weight)
         if cfg.dagr.enabled:
             stats = dagr_backward(loss_task, z.float(), present, enc_params, cfg.dagr)
         else:

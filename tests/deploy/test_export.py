@@ -115,3 +115,11 @@ def test_dagr_leaves_no_trace(trained_run, synth_root, tmp_path):
     b = export_run(tmp_path / "nodagr", out=tmp_path / "b")
     pa, pb = onnx_operator_profile(tmp_path / "a" / a["model_file"]), onnx_operator_profile(tmp_path / "b" / b["model_file"])
     assert pa == pb and pa["n_params"] > 0
+    # The training-only unimodal heads are not in the graph: its parameters are the model's minus theirs
+    # (constants the exporter folds can only add a few scalars, never a head's 55 x d weight).
+    from rfsense.train.loop import load_run_model
+
+    model, _ = load_run_model(trained_run)
+    heads = sum(p.numel() for p in model.unimodal_heads.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert total - heads <= pa["n_params"] < total - heads + 1000, (pa["n_params"], total, heads)

@@ -93,6 +93,16 @@ def test_forward_features_logits_equal_forward(edge: RFSenseNet) -> None:
         assert torch.equal(wrapped[0], logits) and torch.equal(wrapped[1], z)
 
 
+def test_encode_once_then_fuse_per_subset_equals_full_forward(edge: RFSenseNet) -> None:
+    """Evaluation encodes a batch once with everything present and fuses it per subset."""
+    xs = make_inputs(2, seed=3)
+    with torch.no_grad():
+        tokens, _ = edge.encode(*xs, presence([(1, 1, 1)] * 2))
+        for mask in SUBSET_MASKS:
+            p = presence([mask] * 2)
+            torch.testing.assert_close(edge.fuse(tokens, p), edge(*xs, p), rtol=1e-5, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------ presence mask
 
 
@@ -164,7 +174,9 @@ def test_every_parameter_gets_a_gradient_with_dagr() -> None:
     xs, p = make_inputs(4), torch.ones(4, 3, dtype=torch.bool)
     y = torch.tensor([0, 1, 2, 3])
     logits, z = model.forward_features(*xs, p)
-    stats = dagr_backward(F.cross_entropy(logits, y), z, p, list(model.encoder_parameters()), DagrConfig())
+    from rfsense.train.loop import task_loss  # fused + unimodal heads' cross-entropy, as in training
+
+    stats = dagr_backward(task_loss(model, logits, z, p, y, 0.5), z, p, list(model.encoder_parameters()), DagrConfig())
     assert all(np.isfinite(v) for v in stats.values()), stats
     for name, param in model.named_parameters():
         assert param.grad is not None, f"{name} got no gradient"

@@ -383,6 +383,7 @@ def test_undefined_terms_drop_out(rows, expected_alpha: float, term: str | None,
 
 def test_dagr_backward_on_rfsensenet_both_spaces() -> None:
     from rfsense.models import build_model
+    from rfsense.train.loop import task_loss
 
     torch.manual_seed(0)
     model = build_model("edge", dropout=0.0, depth=1).train()
@@ -398,7 +399,7 @@ def test_dagr_backward_on_rfsensenet_both_spaces() -> None:
         model.zero_grad(set_to_none=True)
         logits, z = model.forward_features(*xs, present)
         stats = dagr_backward(
-            F.cross_entropy(logits, y),
+            task_loss(model, logits, z, present, y, 0.5),
             z,
             present,
             list(model.encoder_parameters()),
