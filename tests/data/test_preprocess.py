@@ -408,3 +408,14 @@ def test_norm_stats_save_load_round_trip(tmp_path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(DataError, match="bad.npz"):
         NormStats.load(tmp_path / "bad.npz")
+
+
+def test_wifi_remove_static_centres_each_channel():
+    from rfsense.data.preprocess import PreprocessConfig, WifiPrep, preprocess
+
+    rng = np.random.default_rng(0)
+    x = 20.0 + rng.normal(size=(2, 270, 1000)) + np.linspace(0, 5, 270)[None, :, None]
+    y, _ = preprocess("wifi", x, PreprocessConfig(wifi=WifiPrep(remove_static=True)))  # float32
+    assert np.abs(np.median(y, axis=-1)).max() < 1e-5
+    p, _ = preprocess("wifi", x, PreprocessConfig())
+    np.testing.assert_allclose(y, p - np.median(p, axis=-1, keepdims=True), atol=1e-5)
