@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rfsense._io import atomic_write_json
 from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES
 from rfsense.progress import progress
@@ -863,12 +864,6 @@ def _save_atomic(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)  # readers never see a half-written .npy
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _make_one(args: tuple[str, SynthConfig, tuple[int, int, int]]) -> int:
     """Worker: generate and write one sample; returns bytes written."""
     out, cfg, (v, a, t) = args
@@ -1067,7 +1062,7 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
         }
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / _PENDING_JSON, {"generator_version": GENERATOR_VERSION, "config": asdict(cfg)})
+    atomic_write_json(out / _PENDING_JSON, {"generator_version": GENERATOR_VERSION, "config": asdict(cfg)})
     dirs = {p.parent for k in todo for p in sample_paths(out, cfg, *k).values()}
     for d in sorted(dirs):
         d.mkdir(parents=True, exist_ok=True)
@@ -1090,7 +1085,7 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
             for n in progress(pool.map(_make_one, tasks), total=len(tasks), header="synth"):
                 n_bytes += n
-    _write_json_atomic(out / SYNTH_JSON, describe(cfg))
+    atomic_write_json(out / SYNTH_JSON, describe(cfg))
     (out / _PENDING_JSON).unlink(missing_ok=True)
     seconds = perf_counter() - start
     _logger.info("wrote %d samples (%.1f MB) in %.1f s", len(todo), n_bytes / 1e6, seconds)

@@ -128,7 +128,6 @@ class ModalityEncoder(nn.Module):
         widths: tuple[int, ...],
         blocks_per_stage: int,
         stem: str,
-        token_pool: str = "linear",
     ) -> None:
         super().__init__()
         self.modality = modality
@@ -153,11 +152,7 @@ class ModalityEncoder(nn.Module):
         self.feature_shape: tuple[int, ...] = (c, *spatial)  # trunk output per sample
         length = math.prod(spatial)
         self.proj = nn.Sequential(nn.Conv1d(c, d, 1), nn.GELU())
-        self.token_pool = token_pool
-        if token_pool == "linear":
-            self.to_tokens = nn.Linear(length, n_tokens)  # learned pooling over the token axis (X-Fi projector)
-        else:  # "avg": adaptive average pooling as a fixed matrix (one MatMul in ONNX, any length)
-            self.to_tokens = _FixedPool(length, n_tokens)
+        self.to_tokens = nn.Linear(length, n_tokens)  # learned pooling over the token axis (X-Fi projector)
         self.token_norm = nn.LayerNorm(d)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -165,21 +160,6 @@ class ModalityEncoder(nn.Module):
         h = self.proj(h.flatten(2))  # (B, d, L)
         tokens = self.token_norm(self.to_tokens(h).transpose(1, 2))  # (B, n_tok, d)
         return tokens, tokens.mean(dim=1)  # (B, n_tok, d), (B, d)
-
-
-class _FixedPool(nn.Module):
-    """``AdaptiveAvgPool1d(n_out)`` over the last axis, as a constant (length, n_out) averaging matrix."""
-
-    def __init__(self, length: int, n_out: int) -> None:
-        super().__init__()
-        w = torch.zeros(length, n_out)
-        for j in range(n_out):  # the same windows as AdaptiveAvgPool1d
-            a, b = (j * length) // n_out, -((-(j + 1) * length) // n_out)
-            w[a:b, j] = 1.0 / (b - a)
-        self.register_buffer("weight", w, persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x @ self.weight
 
 
 def build_encoder(modality: Modality, cfg: ModelConfig) -> ModalityEncoder:
@@ -192,5 +172,4 @@ def build_encoder(modality: Modality, cfg: ModelConfig) -> ModalityEncoder:
         widths=widths,
         blocks_per_stage=cfg.blocks_per_stage,
         stem=cfg.stem,
-        token_pool=cfg.token_pool,
     )

@@ -20,12 +20,11 @@ from rfsense.errors import ConfigError
 from rfsense.modalities import N_CLASSES
 from rfsense.models._registry import get_preset, register_preset
 
-__all__ = ["STEMS", "TOKEN_POOLS", "ModelConfig", "edge", "model_config_from_dict", "xfi"]
+__all__ = ["STEMS", "ModelConfig", "edge", "model_config_from_dict", "xfi"]
 
 # "patch": one conv with kernel = stride (mmwave 4, wifi 4, rfid 2), i.e. ViT-style patchify; cheap on CPU.
 # "resnet": the ResNet-18 stem, conv 7x7 stride 2 + max-pool 3 stride 2 (4x downsampling on every modality).
 STEMS = ("patch", "resnet")
-TOKEN_POOLS = ("linear", "avg")
 
 
 def _is_number(v: object) -> bool:
@@ -46,9 +45,6 @@ class ModelConfig:
     share_depth: bool = False  # X-Fi reuses ONE fusion block at every depth (tied weights)
     stem: str = "patch"  # encoder stem, one of STEMS
     blocks_per_stage: int = 1  # residual basic blocks per encoder stage (ResNet-18: 2)
-    # Feature map -> n_tokens: "linear" is X-Fi's learned projector over positions; "avg" is adaptive
-    # average pooling (no parameters, tolerant of time shifts), one of TOKEN_POOLS.
-    token_pool: str = "linear"
     # Encoder stage widths; the first stage keeps resolution, each later one halves it.
     mmwave_widths: tuple[int, ...] = (32, 64, 128)
     wifi_widths: tuple[int, ...] = (64, 96, 128)
@@ -71,8 +67,6 @@ class ModelConfig:
             errors.append(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not isinstance(self.share_depth, bool):
             errors.append(f"share_depth must be a bool, got {self.share_depth!r}")
-        if self.token_pool not in TOKEN_POOLS:
-            errors.append(f"token_pool must be one of {', '.join(TOKEN_POOLS)}, got {self.token_pool!r}")
         if self.stem not in STEMS:
             errors.append(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         for name in ("mmwave_widths", "wifi_widths", "rfid_widths"):

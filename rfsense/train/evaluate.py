@@ -52,8 +52,9 @@ def evaluate_subsets(
     out = {}
     for (name, _), mask, lg in zip(SUBSETS, masks, logits, strict=True):
         keep = (usable | ~mask).all(axis=1)
-        hit = lg[keep].argmax(1) == split.labels[rows[keep]] if keep.any() else np.zeros(0, bool)
-        out[name] = {"acc": float(hit.mean()) if keep.any() else float("nan"), "n": int(keep.sum())}
+        n = int(keep.sum())
+        acc = float(np.mean(lg[keep].argmax(1) == split.labels[rows[keep]])) if n else float("nan")
+        out[name] = {"acc": acc, "n": n}
     return out
 
 

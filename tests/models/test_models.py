@@ -366,13 +366,3 @@ def test_onnx_matches_torch_xfi(tmp_path) -> None:
             ref = model(*xs, p).numpy()
         np.testing.assert_allclose(_run(sess, xs, p), ref, atol=1e-4, rtol=1e-4)
 
-
-def test_avg_token_pool_is_adaptive_average_pooling() -> None:
-    from rfsense.models.encoders import _FixedPool
-
-    x = torch.randn(2, 5, 63)
-    torch.testing.assert_close(_FixedPool(63, 8)(x), F.adaptive_avg_pool1d(x, 8))
-    model = build_model("edge", token_pool="avg", d=16, heads=2)
-    assert model(*make_inputs(1), presence([(1, 1, 1)])).shape == (1, N_CLASSES)
-    with pytest.raises(ConfigError, match="token_pool"):
-        build_model("edge", token_pool="max")
