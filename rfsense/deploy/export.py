@@ -234,8 +234,6 @@ def export_run(
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
     }
     atomic_write_json(manifest_path_for(final), manifest)
-    _logger.info("parity: max |dlogit| %.2e over 7 subsets x batch 1, 7; top-1 identical: %s",
-                 parity["max_abs_diff"], parity["top1_equal"])
     if int8:
         manifest["int8"] = _export_int8(final, manifest, test, name)
         atomic_write_json(manifest_path_for(final), manifest)
