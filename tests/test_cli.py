@@ -57,8 +57,15 @@ def test_train_config_errors(runner, tmp_path):
     assert r.exit_code == 1 and "unknown key 'train.lrr'; allowed:" in r.output
     r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--set", "oops"])
     assert r.exit_code == 2 and "expected key=value" in r.output
-    r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--set", f"data.root={tmp_path / 'none'}"])
+    missing = ["--set", f"data.root={tmp_path / 'none'}", "--set", f"out_dir={tmp_path / 'runs'}"]
+    r = runner.invoke(main, ["train", "configs/quickstart.yaml", *missing])
     assert r.exit_code == 1 and "rfsense synth" in r.output and "Traceback" not in r.output
+    old_run = tmp_path / "runs" / "quickstart"
+    old_run.mkdir(parents=True)
+    (old_run / "best.pt").write_bytes(b"earlier work")
+    r = runner.invoke(main, ["train", "configs/quickstart.yaml", *missing, "--overwrite"])
+    assert r.exit_code == 1 and "rfsense synth" in r.output
+    assert (old_run / "best.pt").read_bytes() == b"earlier work"  # a bad data root deletes nothing
     r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--seeds", "a,b"])
     assert r.exit_code == 2 and "expected integers" in r.output
 

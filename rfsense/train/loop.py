@@ -165,15 +165,12 @@ def train_one_epoch(
     return out
 
 
-def _prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if overwrite:
-            shutil.rmtree(run_dir)
-        elif not resume:
-            raise ConfigError(f"run folder {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
-    elif resume:
-        raise ConfigError(f"--resume: run folder {run_dir} does not exist")
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _refuse_existing(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Raise unless a non-empty `run_dir` may be resumed or replaced; returns whether it is non-empty."""
+    busy = run_dir.exists() and any(run_dir.iterdir())
+    if busy and not (resume or overwrite):
+        raise ConfigError(f"run folder {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
+    return busy
 
 
 def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False,
@@ -183,21 +180,26 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     `stop_after` ends training after that many epochs in this call (used to test resume equivalence).
     """
     run_dir = Path(run_dir or cfg.run_dir)
-    _prepare_run_dir(cfg, run_dir, resume, overwrite)
+    busy = _refuse_existing(run_dir, resume, overwrite)
     if resume:
+        if not busy:
+            raise ConfigError(f"--resume: run folder {run_dir} does not exist")
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         if saved != to_dict(cfg):
             _logger.warning("--resume: the config differs from %s; continuing with the saved one", run_dir / "config.yaml")
             from rfsense.train.config import config_from_tree
 
             cfg = config_from_tree(saved)
-    else:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
-    data = open_run_pack(cfg)
+    data = open_run_pack(cfg)  # before --overwrite deletes anything: a bad data root leaves the old run intact
+    if overwrite and busy:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train, test = data.split("train"), data.split("test")
     train_rows, val_rows = _split_rows(train.usable.any(axis=1), len(train), tc.val_fraction, tc.seed)
     if len(train_rows) == 0:
@@ -333,8 +335,8 @@ def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, ov
     if not seeds:
         return fit(cfg, resume=resume, overwrite=overwrite)
     root = cfg.run_dir
-    if root.exists() and any(root.iterdir()) and not (resume or overwrite):
-        raise ConfigError(f"run folder {root} already exists; pass --resume to continue it or --overwrite to replace it")
+    _refuse_existing(root, resume, overwrite)
+    open_run_pack(cfg)  # before --overwrite deletes anything (packs once; the seeds reuse it)
     if overwrite and root.exists():
         shutil.rmtree(root)
     results = []
