@@ -9,7 +9,7 @@ Rows:
 - `generate_sample`: all three modalities of one sample in memory, in-process, no disk.
 - `synthesize`: the whole set written to disk by `synthesize(..., workers=W)` into a fresh folder
   (wall time, samples/s, MB written); `rerun` is the same call again (must write nothing).
-- with --probe, the probe accuracies (rfsense.data.synth_probe.probe_accuracy) on the written set.
+- with --probe, the probe accuracies (rfsense.data.probe.probe_accuracy) on the written set.
 
 Prints a table, then the same numbers as JSON (also written to --json if given). The machine is
 shared, so compare rows of one run only. The output folder is a temporary one unless --out is given.
@@ -25,12 +25,20 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rfsense.data import synth as S  # noqa: E402
-from rfsense.data.synth_probe import probe_accuracy  # noqa: E402
+from rfsense.data.probe import probe_accuracy  # noqa: E402
+from rfsense.data.synth.config import rng_for  # noqa: E402
+from rfsense.data.synth.constants import RCS  # noqa: E402
+from rfsense.data.synth.mmwave import simulate_mmwave  # noqa: E402
+from rfsense.data.synth.motion import body_track, programmes  # noqa: E402
+from rfsense.data.synth.rfid import simulate_rfid  # noqa: E402
+from rfsense.data.synth.scene import scene_geometry, volunteer_traits  # noqa: E402
+from rfsense.data.synth.wifi import simulate_wifi  # noqa: E402
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -43,13 +51,13 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def _per_modality(cfg: S.SynthConfig, repeats: int) -> dict[str, float]:
-    """Median seconds of each sensor simulation for one sample (private functions, in-process)."""
-    scene, vol = S._scene(cfg.seed, 1), S._volunteer(cfg.seed, 1)
-    tracks = [S._body_track(S._programmes()[i % 10], vol, scene, S._rng(99, i)) for i in range(repeats)]
+    """Median seconds of each sensor simulation for one sample (in-process)."""
+    scene, vol = scene_geometry(cfg.seed, 1), volunteer_traits(cfg.seed, 1)
+    tracks = [body_track(programmes()[i % 10], vol, scene, rng_for(99, i)) for i in range(repeats)]
     out = {}
-    for name, fn in (("mmwave", S._mmwave), ("wifi", S._wifi), ("rfid", S._rfid)):
+    for name, fn in (("mmwave", simulate_mmwave), ("wifi", simulate_wifi), ("rfid", simulate_rfid)):
         out[name] = _median_seconds(
-            lambda i, fn=fn, name=name: fn(scene, tracks[i][0], S._RCS[name] * tracks[i][1], S._rng(7, i)),
+            lambda i, fn=fn, name=name: fn(scene, tracks[i][0], RCS[name] * tracks[i][1], rng_for(7, i)),
             repeats,
         )
     return out
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, ms, note in rows:
         print(f"{name:<{width}}  {ms:>10.1f}  {note}")
     result = {
-        "config": {**S.asdict(cfg), "workers": args.workers},
+        "config": {**asdict(cfg), "workers": args.workers},
         "generator_version": S.GENERATOR_VERSION,
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "rows": [{"name": n, "ms": round(ms, 2), "note": note} for n, ms, note in rows],

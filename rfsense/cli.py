@@ -14,6 +14,7 @@ import click
 
 from rfsense import __version__
 from rfsense.errors import RFSenseError
+from rfsense.modalities import N_CLASSES
 from rfsense.progress import setup_logging
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -78,7 +79,7 @@ def main(verbose: int, quiet: int) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--volunteers", default=2, show_default=True, type=click.IntRange(1), help="Number of volunteers.")
-@click.option("--actions", default=10, show_default=True, type=click.IntRange(1, 55), help="Actions 1..K.")
+@click.option("--actions", default=10, show_default=True, type=click.IntRange(1, N_CLASSES), help="Actions 1..K.")
 @click.option("--trials", default=20, show_default=True, type=click.IntRange(1), help="Trials per action.")
 @click.option("--scenes", default=1, show_default=True, type=click.IntRange(1), help="Scenes (rooms).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -247,7 +248,7 @@ def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> 
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
-@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1, 55))
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1, N_CLASSES))
 @click.option("--providers", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime intra-op threads (default: its own choice).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))

@@ -1,6 +1,8 @@
 """XRF55 action classes (IDs 1..55; label = ID - 1). Source: aiotgroup/XRF55-repo:XRF55-QA.md (Q4, answer dated 2025-10-15; index did not expose that version's commit), verbatim copy read at masuw-code/XRF55-repo:README.md@ec4699d3f46b24b546ddd7fc7a65d01e0738229b. All 55 IDs verified."""
 from __future__ import annotations
 
+from rfsense.modalities import N_CLASSES
+
 CLASS_NAMES: tuple[str, ...] = (
     "carrying weight",  # 1
     "mopping the floor",  # 2
@@ -58,4 +60,4 @@ CLASS_NAMES: tuple[str, ...] = (
     "swiping up",  # 54
     "swiping down",  # 55
 )
-assert len(CLASS_NAMES) == 55
+assert len(CLASS_NAMES) == N_CLASSES

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rfsense.errors import DataError
-from rfsense.modalities import FOLDERS, MODALITIES, Modality
+from rfsense.modalities import FOLDERS, MODALITIES, N_CLASSES, Modality
 
 __all__ = [
     "Discovery",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 _FOLDER_TO_MOD: dict[str, Modality] = {v.lower(): k for k, v in FOLDERS.items()}
-N_ACTIONS = 55
 
 
 class SampleKey(NamedTuple):
@@ -144,9 +143,9 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
                 if not name.startswith("."):
                     problems.append(Problem("bad_name", str(path), "expected <volunteer>_<action>_<trial>.npy"))
                 continue
-            if not 1 <= key.action <= N_ACTIONS or key.trial < 1:
+            if not 1 <= key.action <= N_CLASSES or key.trial < 1:
                 problems.append(
-                    Problem("bad_name", str(path), f"action {key.action} not in 1..55 or trial {key.trial} < 1")
+                    Problem("bad_name", str(path), f"action {key.action} not in 1..{N_CLASSES} or trial {key.trial} < 1")
                 )
                 continue
             dup = seen.get((origin, key, mod))

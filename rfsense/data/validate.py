@@ -15,7 +15,7 @@ import numpy as np
 
 from rfsense.data.layout import Problem, SplitSpec, discover, split_samples
 from rfsense.errors import DataError
-from rfsense.modalities import FOLDERS, MODALITIES, SHAPE_MEANING, SHAPES, Modality
+from rfsense.modalities import FOLDERS, MODALITIES, SHAPES, Modality, canonical_shape, expected_shape
 from rfsense.progress import progress
 
 __all__ = [
@@ -60,17 +60,6 @@ def read_npy_header(path: str | os.PathLike[str]) -> NpyHeader:
     return NpyHeader(tuple(shape), dtype, fortran, offset)
 
 
-def _expected(modality: Modality) -> str:
-    shape = SHAPES[modality]
-    extra = " or (1, 17, 256, 128)" if modality == "mmwave" else ""
-    return f"{shape}{extra} = {SHAPE_MEANING[modality]}"
-
-
-def _canonical_shape(modality: Modality, shape: tuple[int, ...]) -> bool:
-    want = SHAPES[modality]
-    return shape == want or (modality == "mmwave" and shape == (1, *want))
-
-
 def _check_dtype(dtype: np.dtype, modality: Modality, source: str) -> None:
     if dtype.kind != "f":
         raise DataError(f"{modality} array in {source} has dtype {dtype}; expected a real float dtype (float16/32/64)")
@@ -84,8 +73,8 @@ def check_modality(arr: np.ndarray, modality: Modality, source: str = "<array>")
     """
     arr = np.asarray(arr)
     _check_dtype(arr.dtype, modality, source)
-    if not _canonical_shape(modality, arr.shape):
-        raise DataError(f"{modality} array in {source} has shape {arr.shape}; expected {_expected(modality)}")
+    if canonical_shape(modality, arr.shape) is None:
+        raise DataError(f"{modality} array in {source} has shape {arr.shape}; expected {expected_shape(modality)}")
     return arr.reshape(SHAPES[modality])
 
 
@@ -93,8 +82,8 @@ def load_modality(path: str | os.PathLike[str], modality: Modality, mmap: bool =
     """Load one modality file, validated, in canonical shape (values not scanned)."""
     header = read_npy_header(path)
     _check_dtype(header.dtype, modality, str(path))
-    if not _canonical_shape(modality, header.shape):
-        raise DataError(f"{modality} array in {path} has shape {header.shape}; expected {_expected(modality)}")
+    if canonical_shape(modality, header.shape) is None:
+        raise DataError(f"{modality} array in {path} has shape {header.shape}; expected {expected_shape(modality)}")
     arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     return arr.reshape(SHAPES[modality])
 
@@ -156,8 +145,8 @@ def _check_file(path: Path, modality: Modality, scan_values: bool) -> list[Probl
         return [Problem(kind, str(path), str(err).split(": ", 1)[-1])]
     if header.dtype.kind != "f":
         return [Problem("bad_dtype", str(path), f"dtype {header.dtype}; expected a real float dtype")]
-    if not _canonical_shape(modality, header.shape):
-        return [Problem("bad_shape", str(path), f"{modality} shape {header.shape}; expected {_expected(modality)}")]
+    if canonical_shape(modality, header.shape) is None:
+        return [Problem("bad_shape", str(path), f"{modality} shape {header.shape}; expected {expected_shape(modality)}")]
     if scan_values:
         bad = _count_nonfinite(path)
         if bad:

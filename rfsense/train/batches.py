@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from rfsense.data.pack import PackedSplit
-from rfsense.modalities import MODALITIES
+from rfsense.modalities import MODALITIES, TIME_AXIS
 
 __all__ = ["read_rows", "sample_presence", "time_shift"]
 
@@ -49,10 +49,6 @@ def read_rows(split: PackedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
     return out
 
 
-# Time axis of each modality's tensor (B, ...): mmWave frames, WiFi packets, RFID reads.
-_TIME_AXIS = {"mmwave": 1, "wifi": 2, "rfid": 2}
-
-
 def time_shift(x: dict[str, torch.Tensor], max_fraction: float, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """Shift every sample in time by a random fraction of its window, the same for all its modalities.
 
@@ -65,7 +61,7 @@ def time_shift(x: dict[str, torch.Tensor], max_fraction: float, rng: np.random.G
     frac = torch.from_numpy(rng.uniform(-max_fraction, max_fraction, size=b))
     out = {}
     for m, t in x.items():
-        axis = _TIME_AXIS[m]
+        axis = TIME_AXIS[m] + 1  # + the batch axis
         n = t.shape[axis]
         src = torch.arange(n).unsqueeze(0) - torch.round(frac * n).long().unsqueeze(1)  # (B, T)
         src = src.clamp_(0, n - 1).to(t.device)

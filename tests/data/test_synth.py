@@ -230,7 +230,7 @@ def test_unfinished_run_with_other_config_is_an_error(tmp_path):
 @pytest.mark.slow
 def test_probe_ranks_modalities_like_xrf55(tmp_path):
     """mmWave > WiFi > RFID, all clearly above chance (0.1) and below perfect, fusion above all."""
-    from rfsense.data.synth_probe import probe_accuracy
+    from rfsense.data.probe import probe_accuracy
 
     synthesize(tmp_path, SynthConfig(volunteers=3, actions=10, trials=20, seed=0), workers=2)
     acc = probe_accuracy(tmp_path)
@@ -241,7 +241,7 @@ def test_probe_ranks_modalities_like_xrf55(tmp_path):
 
 
 def test_probe_needs_both_splits(flat_root):
-    from rfsense.data.synth_probe import probe_accuracy
+    from rfsense.data.probe import probe_accuracy
 
     with pytest.raises(DataError, match="trials 1-14"):
         probe_accuracy(flat_root)  # trials 1-2 only: no test split

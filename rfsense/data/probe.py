@@ -21,7 +21,7 @@ maximum likelihood on leave-one-out train distances (calibration); the fused cla
 sum of log posteriors (product rule). Calibration lets a weak modality speak only as loudly as
 its train evidence allows.
 
-Run: ``python -c "from rfsense.data.synth_probe import probe_accuracy; print(probe_accuracy('DIR'))"``
+Run: ``python -c "from rfsense.data.probe import probe_accuracy; print(probe_accuracy('DIR'))"``
 """
 
 from __future__ import annotations
