@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/rfsense data check $(DATA)
 	$(BIN)/rfsense train configs/quickstart.yaml --overwrite
 	$(BIN)/rfsense export $(RUN) --out export/
-	$(BIN)/rfsense infer export/rfsense.onnx $(DATA)/WiFi/1_3_17.npy ../shared/recordings/intel5300/sample_0x1_ap.dat
+	$(BIN)/rfsense infer export/rfsense.onnx $(DATA)/WiFi/1_3_17.npy examples/recordings/intel5300/sample_0x1_ap.dat
 
 test: setup
 	$(BIN)/python -m pytest -q

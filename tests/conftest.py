@@ -11,7 +11,7 @@ from rfsense.data.layout import SplitSpec
 # 2 volunteers x 4 actions x 6 trials; trials 1-4 train, 5-6 test (the official 1-14 rule needs 15+ trials).
 TINY = {"volunteers": 2, "actions": 4, "trials": 6}
 TINY_SPLIT = SplitSpec(train_trials=(1, 2, 3, 4))
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RECORDINGS = Path(__file__).resolve().parents[1] / "examples" / "recordings"  # vendored real captures
 
 
 @pytest.fixture(scope="session")

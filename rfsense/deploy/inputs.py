@@ -99,7 +99,7 @@ def iter_inputs(
         else:
             raise DataError(f"input {p}: expected a folder, .npy, .npz or Intel 5300 .dat file")
     if dats:
-        from rfsense.data.ingest import read_intel5300
+        from rfsense.data.recordings.intel5300 import read_intel5300
 
         for w in read_intel5300(dats, hop_s=hop_s, short=short):
             name = "+".join(Path(s).stem for s in w.sources)

@@ -1,29 +1,31 @@
-"""Intel 5300 ingest on a real capture (csiread's sample_0x1_ap.dat) and on broken files."""
+"""Intel 5300 reader on a real capture (csiread's sample_0x1_ap.dat, vendored) and on broken files."""
 
 from __future__ import annotations
 
 import struct
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rfsense.data.ingest import _unwrap_us, read_intel5300
+from rfsense.data.recordings.intel5300 import _unwrap_us
+from rfsense.data.recordings.intel5300 import read_intel5300 as _read
 from rfsense.errors import DataError
+from tests.conftest import RECORDINGS
 
-# CI clones the repo with shared/ beside it: <repo>/../shared/recordings
-RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "recordings" / "intel5300"
-SAMPLE = RECORDINGS / "sample_0x1_ap.dat"
+SAMPLE = RECORDINGS / "intel5300" / "sample_0x1_ap.dat"
 FS = 200.0
+
+
+def read_intel5300(*args, **kwargs) -> list:
+    return list(_read(*args, **kwargs))
 
 
 @pytest.fixture(scope="module")
 def sample() -> Path:
-    if not SAMPLE.is_file():
-        pytest.skip(
-            f"real capture not found at {SAMPLE} (shared/recordings is not checked out beside the repo)"
-        )
+    assert SAMPLE.is_file(), f"vendored capture missing: {SAMPLE}"
     return SAMPLE
 
 
@@ -58,9 +60,15 @@ def _with_timestamps(data: bytes, fn) -> bytes:
     return bytes(buf)
 
 
-def _expected_count(t: np.ndarray, hop: int, win: int = 1000) -> int:
-    n_grid = int(np.floor(t[-1] * FS + 1e-9)) + 1
-    return (n_grid - win) // hop + 1
+def _expected_count(t: np.ndarray, hop: int, win: int = 1000, max_gap: float = 0.5) -> int:
+    """Windows that fit in the stretches between gaps longer than max_gap, every hop samples."""
+    cut = np.flatnonzero(np.diff(t) > max_gap)
+    starts, ends = np.r_[0, cut + 1], np.r_[cut, len(t) - 1]
+    n = 0
+    for a, b in zip(starts, ends, strict=True):
+        n_grid = int(np.floor((t[b] - t[a]) * FS + 1e-9)) + 1
+        n += max(0, (n_grid - win) // hop + 1)
+    return n
 
 
 # ----------------------------------------------------------------------------------------- real data
@@ -69,8 +77,9 @@ def _expected_count(t: np.ndarray, hop: int, win: int = 1000) -> int:
 def test_windows_count_shape_and_receivers(sample: Path, raw) -> None:
     t, _ = raw
     windows = read_intel5300([sample])
-    assert len(windows) == _expected_count(t, 1000) == 11  # ~59.6 s capture -> 11 x 5 s
-    for i, w in enumerate(windows):
+    # ~59.6 s capture with two 0.6 s gaps (at 33.9 and 36.0 s): 6 windows before them, 4 after
+    assert len(windows) == _expected_count(t, 1000) == 10
+    for i, w in enumerate(windows[:6]):
         assert w.wifi.shape == (270, 1000) and w.wifi.dtype == np.float64
         assert w.receivers == (True, False, False)
         assert "rx2 missing: no file given" in w.flags and "rx3 missing: no file given" in w.flags
@@ -78,6 +87,7 @@ def test_windows_count_shape_and_receivers(sample: Path, raw) -> None:
         assert any(f.startswith("rx1: packet rate") and "mostly interpolated" in f for f in w.flags)
         assert w.start_s == pytest.approx(5.0 * i) and w.end_s - w.start_s == pytest.approx(5.0)
         assert w.sources == [str(sample)]
+    assert windows[6].start_s == pytest.approx(t[330])  # the first packet after the second gap
 
 
 def test_amplitude_finite_positive_where_present_zero_elsewhere(sample: Path) -> None:
@@ -100,7 +110,7 @@ def test_uniform_200hz_grid_is_linear_interpolation_of_packets(sample: Path, raw
 def test_hop_gives_overlapping_windows(sample: Path, raw) -> None:
     t, _ = raw
     windows = read_intel5300([sample], hop_s=2.5)
-    assert len(windows) == _expected_count(t, 500) == 22
+    assert len(windows) == _expected_count(t, 500) == 20
     np.testing.assert_array_equal(windows[1].wifi[:, :500], windows[0].wifi[:, 500:])
     assert windows[1].start_s == pytest.approx(2.5)
 
@@ -117,11 +127,53 @@ def test_several_receivers_fill_their_channel_blocks(sample: Path) -> None:
     assert not w.wifi[90:180].any()
 
 
-def test_long_packet_gaps_are_flagged(sample: Path) -> None:
-    windows = read_intel5300([sample])  # the capture has two ~0.6 s gaps
-    gap_flags = [f for w in windows for f in w.flags if f.startswith("gap ")]
-    assert gap_flags and all("interpolated at" in f and "(rx1)" in f for f in gap_flags)
-    assert not any(f.startswith("gap ") for w in read_intel5300([sample], max_gap_s=1.0) for f in w.flags)
+def test_no_window_bridges_a_long_gap(sample: Path, raw) -> None:
+    t, _ = raw
+    for max_gap, n in ((0.5, 10), (1.0, 11)):  # the capture's two gaps are 0.60 s long
+        windows = read_intel5300([sample], max_gap_s=max_gap)
+        assert len(windows) == n
+        for w in windows:
+            inside = t[(t >= w.start_s - 1e-9) & (t < w.end_s)]
+            assert np.diff(np.r_[w.start_s, inside]).max() <= max_gap
+
+
+def _jump_after(data: bytes, k: int, jump_us: int, n_records: int | None = None) -> bytes:
+    """The capture cut to n_records records, with every timestamp after record k moved jump_us later."""
+    recs = _records(data)[: n_records or None]
+    buf = bytearray(data[: recs[-1][0] + recs[-1][1]])
+    for i, (off, _) in enumerate(recs):
+        if i > k and buf[off + 2] == 0xBB:
+            (ts,) = struct.unpack_from("<I", buf, off + 3)
+            struct.pack_into("<I", buf, off + 3, (ts + jump_us) % (1 << 32))
+    return bytes(buf)
+
+
+def test_clock_jump_costs_no_memory(sample: Path, tmp_path: Path) -> None:
+    """A 7.9 KB capture whose clock jumps by 2**31 us once made the reader allocate 16 GiB."""
+    f = tmp_path / "jump.dat"
+    f.write_bytes(_jump_after(sample.read_bytes(), 6, (1 << 31) - 1, n_records=20))
+    assert f.stat().st_size < 8_500
+    tracemalloc.start()
+    try:
+        windows = read_intel5300([f])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"peak {peak / 1e6:.0f} MB for a {f.stat().st_size} byte capture"
+    assert len(windows) == 1 and any(fl.startswith("padded: only") for fl in windows[0].flags)
+    with pytest.raises(DataError, match="shorter than one 5.0 s window"):
+        read_intel5300([f], short="refuse")
+
+
+def test_half_hour_gap_gives_no_windows_inside_it(sample: Path, raw, tmp_path: Path) -> None:
+    t, _ = raw
+    f = tmp_path / "gap.dat"
+    f.write_bytes(_jump_after(sample.read_bytes(), 200, 30 * 60 * 1_000_000))
+    windows = read_intel5300([f])
+    moved = t + np.where(np.arange(len(t)) > 200, 1800.0, 0.0)
+    assert len(windows) == _expected_count(moved, 1000) == 10  # 4 before the gap, 6 after it
+    assert max(w.start_s for w in windows) > 1800  # windows after the gap sit at their real times
+    assert not any(t[200] < w.end_s and w.start_s < moved[201] for w in windows)  # nothing inside the gap
 
 
 def test_short_capture_padded_or_refused(sample: Path, tmp_path: Path) -> None:
@@ -134,10 +186,10 @@ def test_short_capture_padded_or_refused(sample: Path, tmp_path: Path) -> None:
     assert len(windows) == 1
     w = windows[0]
     assert w.wifi.shape == (270, 1000) and np.isfinite(w.wifi).all()
-    assert any(f.startswith("padded: capture") and "< window 5.0 s" in f for f in w.flags)
+    assert any(f.startswith("padded: only") and "< window 5.0 s" in f for f in w.flags)
     np.testing.assert_array_equal(w.wifi[:, -1], w.wifi[:, -50])  # edge-hold beyond the data
     with pytest.raises(DataError, match="shorter than one 5.0 s window"):
-        read_intel5300([short], short="error")
+        read_intel5300([short], short="refuse")
 
 
 def test_timestamp_wraparound_is_undone(sample: Path, tmp_path: Path) -> None:
@@ -161,7 +213,7 @@ def test_receivers_must_overlap_unless_aligned_at_start(sample: Path, tmp_path: 
         read_intel5300([sample, later])
     windows = read_intel5300([sample, later], align="start")
     assert windows[0].receivers == (True, True, False)
-    np.testing.assert_array_equal(windows[0].wifi[:90], windows[0].wifi[90:180])
+    np.testing.assert_allclose(windows[0].wifi[:90], windows[0].wifi[90:180], rtol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -215,5 +267,5 @@ def test_missing_file_and_too_many_paths(sample: Path, tmp_path: Path) -> None:
 
 def test_missing_csiread_says_how_to_install(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "csiread", None)  # makes `import csiread` raise ImportError
-    with pytest.raises(DataError, match="pip install csiread"):
+    with pytest.raises(DataError, match=r"pip install 'rfsense\[recordings\]'"):
         read_intel5300([sample])
