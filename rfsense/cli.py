@@ -244,6 +244,12 @@ def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> 
                    f"(all usable modalities, batch-1 latency)")
 
 
+def _capture_formats() -> list[str]:
+    from rfsense.data.recordings.formats import FORMATS
+
+    return list(FORMATS)
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -253,21 +259,29 @@ def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> 
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime intra-op threads (default: its own choice).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--hop", "hop_s", type=click.FloatRange(min=0, min_open=True),
-              help="Hop in seconds between 5 s windows of long .dat captures (default: 5, no overlap).")
+              help="Hop in seconds between 5 s windows of long captures (default: 5, no overlap).")
 @click.option("--short", type=click.Choice(["pad", "refuse"]), default="pad", show_default=True,
-              help="A .dat capture shorter than one window: pad it (flagged) or refuse it.")
+              help="A capture shorter than one window: pad it (flagged) or refuse it.")
+@click.option("--max-gap", "max_gap_s", default=0.5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds without records that split a capture; no window bridges such a gap.")
+@click.option("--input-format", type=click.Choice(sorted(_capture_formats())), default=None,
+              help="Read every capture as this format instead of recognising it from its content.")
 def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers: str, threads: int | None,
-          batch_size: int, hop_s: float | None, short: str) -> None:
+          batch_size: int, hop_s: float | None, short: str, max_gap_s: float, input_format: str | None) -> None:
     """Classify recorded sensor data with MODEL.onnx (torch-free).
 
     INPUT: XRF55-layout folders, single <v>_<a>_<t>.npy files (partners found by key), .npz bundles with
-    mmwave/wifi/rfid arrays, or Intel 5300 .dat captures (one per receiver, up to 3, given together).
+    mmwave/wifi/rfid arrays, or raw captures recognised by their content (WiFi: one file per receiver, up
+    to 3, given together); `rfsense infer --help` lists the formats under --input-format.
     """
+    from rfsense.data.recordings.formats import CaptureOptions
     from rfsense.deploy.infer import infer_paths
     from rfsense.deploy.runtime import Runtime, format_predictions
 
     rt = Runtime(model, providers=providers, threads=threads)
-    ids, preds = infer_paths(rt, list(inputs), top_k=top_k, batch_size=batch_size, hop_s=hop_s, short=short)
+    opts = CaptureOptions(hop_s=hop_s, short=short, max_gap_s=max_gap_s)
+    ids, preds = infer_paths(rt, list(inputs), top_k=top_k, batch_size=batch_size, options=opts,
+                             input_format=input_format)
     if fmt == "table":
         click.echo(f"model {model} on {', '.join(rt.providers)}; {len(preds)} samples", err=True)
     click.echo(format_predictions(preds, ids, fmt))

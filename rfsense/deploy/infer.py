@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from rfsense.data.recordings.formats import CaptureOptions
 from rfsense.deploy.inputs import InferSample, iter_inputs
 from rfsense.deploy.runtime import Prediction, Runtime
 from rfsense.modalities import MODALITIES
@@ -42,12 +43,12 @@ def _stack(chunk: list[InferSample]) -> dict[str, np.ndarray | None] | None:
 
 def infer_paths(
     runtime: Runtime, paths: list[str | os.PathLike[str]], *, top_k: int = 3, batch_size: int = 16,
-    hop_s: float | None = None, short: str = "pad",
+    options: CaptureOptions | None = None, input_format: str | None = None,
 ) -> tuple[list[str], list[Prediction]]:
     """Predict every sample found in `paths`; input notes (unreadable files, padded captures) join each reason."""
     ids: list[str] = []
     preds: list[Prediction] = []
-    for chunk in progress(_chunks(iter_inputs(paths, hop_s=hop_s, short=short), batch_size), header="inferring"):
+    for chunk in progress(_chunks(iter_inputs(paths, options=options, input_format=input_format), batch_size), header="inferring"):
         stacked = _stack(chunk)
         if stacked is not None:
             got = runtime.predict(stacked, top_k=top_k, batch_size=batch_size)

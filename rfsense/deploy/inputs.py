@@ -2,7 +2,8 @@
 
 - an XRF55-layout folder (any layout) or one `.npy` of a sample (its partners are found by key),
 - `.npz` bundles with keys `mmwave`, `wifi`, `rfid` (any may be missing),
-- raw Intel 5300 `.dat` captures, one file per receiver (given together, up to 3), cut into windows.
+- raw captures in any registered format (`rfsense.data.recordings.formats`, recognised by content), cut
+  into windows; files of one format given together form one recording (WiFi: one per receiver, up to 3).
 
 A file that cannot be read does not stop the others: its modality becomes None and a note says why,
 so the runtime's health report carries it.
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rfsense.data.layout import discover, parse_key
+from rfsense.data.recordings.formats import FORMATS, CaptureOptions, detect, get_format
 from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES
 
@@ -78,30 +80,44 @@ def _npz(path: Path) -> InferSample:
     return InferSample(path.stem, arrays)
 
 
+def _is_capture(p: Path) -> bool:
+    return p.is_file() and p.suffix not in (".npy", ".npz")
+
+
 def iter_inputs(
-    paths: list[str | os.PathLike[str]], *, hop_s: float | None = None, short: str = "pad"
+    paths: list[str | os.PathLike[str]], *, options: CaptureOptions | None = None, input_format: str | None = None
 ) -> Iterator[InferSample]:
-    """Yield inference samples from the given paths in order (all `.dat` files form one capture)."""
-    dats = [Path(p) for p in paths if str(p).endswith(".dat")]
+    """Yield inference samples from the given paths in order.
+
+    Folders, `.npy` and `.npz` are read as XRF55 samples; any other file is a raw capture whose format is
+    recognised from its content (or forced with `input_format`). Captures of one format given together
+    form one recording (WiFi: one file per receiver).
+    """
+    options = options or CaptureOptions()
+    groups: dict[str, list[Path]] = {}
     for p in map(Path, paths):
         if not p.exists():
             raise DataError(f"input {p} does not exist")
-        if p.suffix == ".dat":
-            continue
-        if p.is_dir():
+        if _is_capture(p):
+            fmt = get_format(input_format) if input_format else detect(p)
+            if fmt is None:
+                known = ", ".join(f"{f.name} ({f.description})" for f in FORMATS.values())
+                raise DataError(f"input {p}: not a folder, .npy or .npz, and not a capture format rfsense reads: {known}")
+            groups.setdefault(fmt.name, []).append(p)
+        elif p.is_dir():
             for s in discover(p).samples:
                 prefix = "/".join(x for x in (s.origin, s.scene) if x)
                 yield _from_files(f"{prefix}/{s.key}" if prefix else str(s.key), dict(s.files))
         elif p.suffix == ".npz":
             yield _npz(p)
-        elif p.suffix == ".npy":
-            yield _single_npy(p)
         else:
-            raise DataError(f"input {p}: expected a folder, .npy, .npz or Intel 5300 .dat file")
-    if dats:
-        from rfsense.data.recordings.intel5300 import read_intel5300
-
-        for w in read_intel5300(dats, hop_s=hop_s, short=short):
-            name = "+".join(Path(s).stem for s in w.sources)
-            yield InferSample(f"{name}@{w.start_s:.1f}-{w.end_s:.1f}s", {"mmwave": None, "wifi": w.wifi, "rfid": None},
-                              list(w.flags))
+            yield _single_npy(p)
+    for name, files in groups.items():
+        fmt = FORMATS[name]
+        if len(files) > fmt.max_files:
+            raise DataError(f"{len(files)} {name} captures given; one recording takes at most {fmt.max_files}")
+        for w in fmt.windows(files, options):
+            stem = "+".join(Path(s).stem for s in w.sources)
+            arrays: dict[str, np.ndarray | None] = {m: None for m in MODALITIES}
+            arrays[w.modality] = w.array
+            yield InferSample(f"{stem}@{w.start_s:.1f}-{w.end_s:.1f}s", arrays, list(w.flags))

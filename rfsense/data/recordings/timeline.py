@@ -22,6 +22,7 @@ __all__ = [
     "SHORT_POLICIES",
     "Span",
     "Stream",
+    "Window",
     "WindowPlan",
     "common_spans",
     "interp_onto",
@@ -43,6 +44,22 @@ class Stream:
     values: np.ndarray
     flags: list[str] = field(default_factory=list)
     source: str = ""
+
+
+@dataclass
+class Window:
+    """One XRF55-shaped sample of one modality cut from a recording.
+
+    array: (*SHAPES[modality]) float64; start_s, end_s: bounds in seconds on the recording's clock (end
+    exclusive); flags: what the reader had to invent or could not map; sources: the files it came from.
+    """
+
+    modality: str
+    array: np.ndarray
+    start_s: float
+    end_s: float
+    flags: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

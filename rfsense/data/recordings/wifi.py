@@ -59,6 +59,12 @@ class CsiWindow:
     flags: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
+    modality = "wifi"  # duck-types as timeline.Window for the format registry
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.wifi
+
 
 def _check_args(fs: float, window_s: float, hop_s: float | None, max_gap_s: float, align: str) -> None:
     if fs <= 0 or window_s <= 0 or max_gap_s <= 0 or (hop_s is not None and hop_s <= 0):

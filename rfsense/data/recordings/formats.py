@@ -1,0 +1,91 @@
+"""Which recording formats `rfsense infer` reads, how each is recognised, and how its files become windows.
+
+A format registers a `CaptureFormat`: the modality it records, the file suffixes it usually has, a
+`sniff(path, head)` that recognises it from the file's first bytes (so a capture is read by its content,
+not by its name), and `windows(paths, options)` that yields `timeline.Window`-like objects (`.modality`,
+`.array`, `.start_s`, `.end_s`, `.flags`, `.sources`). `detect` picks the format of one file;
+`--input-format NAME` forces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rfsense.errors import DataError
+
+__all__ = ["FORMATS", "CaptureFormat", "CaptureOptions", "detect", "get_format", "register"]
+
+_HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Windowing options every reader takes, plus format-specific ones (e.g. a tag map, a radar config)."""
+
+    hop_s: float | None = None  # step between window starts; None: the window length (no overlap)
+    short: str = "pad"  # a capture shorter than one window: "pad" (edge-hold, flagged) or "refuse"
+    max_gap_s: float = 0.5  # records further apart split the capture; no window bridges such a gap
+    align: str = "clock"  # several files of one format: "clock" (one clock) or "start" (each starts at 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaptureFormat:
+    name: str
+    modality: str
+    suffixes: tuple[str, ...]
+    description: str
+    sniff: Callable[[Path, bytes], bool]
+    windows: Callable[[list[Path], CaptureOptions], Iterator[Any]]
+    max_files: int = 1  # files read together as one capture (WiFi: one per receiver, up to 3)
+
+
+FORMATS: dict[str, CaptureFormat] = {}
+
+
+def register(fmt: CaptureFormat) -> CaptureFormat:
+    if fmt.name in FORMATS:
+        raise ValueError(f"capture format {fmt.name!r} is already registered")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def get_format(name: str) -> CaptureFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise DataError(f"unknown input format {name!r}; known: {', '.join(sorted(FORMATS))}") from None
+
+
+def detect(path: Path) -> CaptureFormat | None:
+    """The registered format whose sniffer accepts the file's first bytes; None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    for fmt in FORMATS.values():
+        if fmt.sniff(path, head):
+            return fmt
+    return None
+
+
+def _intel5300_sniff(path: Path, head: bytes) -> bool:
+    """Linux 802.11n CSI Tool log: [2-byte big-endian length][code 0xbb or 0xc1]... from byte 0."""
+    return len(head) >= 3 and head[2] in (0xBB, 0xC1) and int.from_bytes(head[:2], "big") > 0
+
+
+def _intel5300_windows(paths: list[Path], opts: CaptureOptions) -> Iterator[Any]:
+    from rfsense.data.recordings.intel5300 import read_intel5300
+
+    return read_intel5300(list(paths), hop_s=opts.hop_s, short=opts.short, max_gap_s=opts.max_gap_s, align=opts.align)
+
+
+register(CaptureFormat(
+    name="intel5300", modality="wifi", suffixes=(".dat",),
+    description="Intel 5300 NIC, Linux 802.11n CSI Tool log (.dat), one file per receiver",
+    sniff=_intel5300_sniff, windows=_intel5300_windows, max_files=3,
+))
