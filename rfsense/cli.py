@@ -146,7 +146,7 @@ def check(root: Path, as_json: bool, quick: bool, protocol, train_trials, test_v
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Take data.preprocessing and data.split from this run config.")
+              help="Take data.preprocessing, data.quality and data.split from this run config.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable files (their modality is marked absent).")
 @click.option("--overwrite", is_flag=True, help="Replace a pack of other data or settings at OUT.")
 @_split_options
@@ -154,17 +154,17 @@ def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_b
              protocol, train_trials, test_volunteers) -> None:
     """Preprocess ROOT once and pack it into memory-mapped arrays at OUT."""
     from rfsense.data.pack import pack
-    from rfsense.data.preprocess import PreprocessConfig
 
-    prep, spec = PreprocessConfig(), _split_spec(protocol, train_trials, test_volunteers)
+    prep = quality = None
+    spec = _split_spec(protocol, train_trials, test_volunteers)
     if config_path is not None:
         from rfsense.train.config import load_config
 
         cfg = load_config(config_path)
-        prep = cfg.data.preprocessing
+        prep, quality = cfg.data.preprocessing, cfg.data.quality
         if not (protocol or train_trials or test_volunteers):
             spec = cfg.data.split
-    p = pack(root, out, prep, spec, dtype, skip_bad=skip_bad, overwrite=overwrite)
+    p = pack(root, out, prep, spec, dtype, skip_bad=skip_bad, overwrite=overwrite, quality=quality)
     click.echo(f"pack {p.path}: " + ", ".join(f"{k} {v}" for k, v in p.meta["splits"].items()) + f" ({dtype})")
 
 
@@ -193,7 +193,7 @@ def train(config: Path, overrides: list[str], resume: bool, overwrite: bool, see
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(run_dir: Path, checkpoint: str, as_json: bool) -> None:
     """Accuracy on all 7 modality subsets and geometry diagnostics for RUN (or a folder of seed runs)."""
-    from rfsense.train.loop import evaluate_run
+    from rfsense.train.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, which=checkpoint)
     table = result.pop("table")

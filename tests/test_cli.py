@@ -62,12 +62,52 @@ def test_train_config_errors(runner, tmp_path):
     assert r.exit_code == 1 and "rfsense synth" in r.output and "Traceback" not in r.output
     old_run = tmp_path / "runs" / "quickstart"
     old_run.mkdir(parents=True)
-    (old_run / "best.pt").write_bytes(b"earlier work")
+    for f in ("config.yaml", "metrics.jsonl", "best.pt"):
+        (old_run / f).write_text("earlier work")
     r = runner.invoke(main, ["train", "configs/quickstart.yaml", *missing, "--overwrite"])
     assert r.exit_code == 1 and "rfsense synth" in r.output
-    assert (old_run / "best.pt").read_bytes() == b"earlier work"  # a bad data root deletes nothing
+    assert (old_run / "best.pt").read_text() == "earlier work"  # a bad data root deletes nothing
     r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--seeds", "a,b"])
     assert r.exit_code == 2 and "expected integers" in r.output
+
+
+@pytest.mark.parametrize("name", ["..", "/abs/path", "a/b", "."])
+def test_run_name_must_be_one_folder_name(runner, tmp_path, name):
+    """`--set name=.. --overwrite` once deleted the parent of the runs folder."""
+    (tmp_path / "runs").mkdir()
+    keep = tmp_path / "precious.txt"
+    keep.write_text("mine")
+    r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--set", f"name={name}", "--set",
+                             f"out_dir={tmp_path / 'runs'}", "--overwrite"])
+    assert r.exit_code == 1 and "name: must be one plain folder name" in r.output and "Traceback" not in r.output
+    assert keep.read_text() == "mine"
+
+
+def test_overwrite_deletes_only_rfsense_runs(runner, tmp_path, synth_root):
+    """A folder that holds something else is never deleted by --overwrite, whatever its name."""
+    other = tmp_path / "runs" / "quickstart"
+    other.mkdir(parents=True)
+    (other / "thesis.tex").write_text("mine")
+    args = ["train", "configs/quickstart.yaml", "--set", f"data.root={synth_root}", "--set",
+            f"out_dir={tmp_path / 'runs'}", "--set", "data.split.train_trials=[1,2,3,4]", "--overwrite"]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 1 and "refuses to delete" in r.output and (other / "thesis.tex").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--set", f"out_dir={tmp_path / 'file'}"])
+    assert r.exit_code == 1 and "is a file" in r.output
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.lr=-0.1", "train.lr: must be greater than 0"), ("train.lr=.nan", "train.lr: must be a finite number"),
+    ("train.epochs=0", "train.epochs: must be greater than or equal to 1"),
+    ("train.batch_size=0", "train.batch_size: must be greater than or equal to 1"),
+    ("train.seed=-1", "train.seed: must be greater than or equal to 0"),
+    ("train.unimodal_weight=.inf", "train.unimodal_weight: must be a finite number"),
+    ("train.time_shift=1.0", "train.time_shift: must be less than 1"), ("data.root=", "data.root"),
+])
+def test_config_values_are_checked_where_they_are_defined(runner, override, message):
+    r = runner.invoke(main, ["train", "configs/quickstart.yaml", "--set", override])
+    assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1
 
 
 def test_synth_bad_arguments(runner, tmp_path):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+from rfsense.config import NonNegativeInt, PositiveInt, schema
 from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES, N_CLASSES, Modality
 
@@ -171,7 +172,7 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
     return Discovery(root, samples, problems)
 
 
-@dataclass(frozen=True)
+@schema
 class SplitSpec:
     """How to split samples into train and test.
 
@@ -180,13 +181,9 @@ class SplitSpec:
     protocol "folders": use the train_data/test_data folders of the split layout.
     """
 
-    protocol: str = "trials"
-    train_trials: tuple[int, ...] = tuple(range(1, 15))
-    test_volunteers: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.protocol not in ("trials", "volunteers", "folders"):
-            raise ValueError(f"split protocol '{self.protocol}'; expected trials, volunteers or folders")
+    protocol: Literal["trials", "volunteers", "folders"] = "trials"
+    train_trials: tuple[PositiveInt, ...] = tuple(range(1, 15))
+    test_volunteers: tuple[NonNegativeInt, ...] = ()
 
 
 def split_samples(samples: list[Sample], spec: SplitSpec = SplitSpec()) -> dict[str, list[Sample]]:

@@ -13,19 +13,25 @@ from the last finished chunk, and re-running on a finished pack with the same in
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rfsense._io import atomic_write_json, atomic_write_text
+from rfsense.config import from_data, to_data
 from rfsense.data.layout import Sample, SplitSpec, discover, split_samples
-from rfsense.data.preprocess import NormAccumulator, NormStats, PreprocessConfig, output_shape, preprocess
+from rfsense.data.normstats import NormAccumulator, NormStats
+from rfsense.data.preprocess import PreprocessConfig, preprocess
+from rfsense.data.quality import STATUSES, QualityConfig, assess
 from rfsense.data.validate import load_modality
 from rfsense.errors import DataError
 from rfsense.modalities import MODALITIES, SHAPES
@@ -34,7 +40,7 @@ from rfsense.progress import progress
 __all__ = ["Pack", "PackedSplit", "open_pack", "pack", "settings_digest"]
 
 _logger = logging.getLogger(__name__)
-FORMAT = "rfsense-pack/1"
+FORMAT = "rfsense-pack/2"  # /2: one quality rule with the runtime (data.quality), raw_std
 _DTYPES = ("float16", "float32")
 
 
@@ -70,18 +76,26 @@ class Pack:
 
     @property
     def preprocessing(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.meta["preprocessing"])
+        return from_data(PreprocessConfig, self.meta["preprocessing"], "pack preprocessing")
+
+    @property
+    def raw_std(self) -> dict[str, float]:
+        """Each modality's raw-domain std over the usable training samples (the stress suite's s(m))."""
+        return dict(self.meta["raw_std"])
 
 
-def settings_digest(cfg: PreprocessConfig, dtype: str, spec: SplitSpec) -> str:
+def _settings(cfg: PreprocessConfig, quality: QualityConfig, dtype: str, spec: SplitSpec) -> str:
+    return json.dumps([FORMAT, to_data(cfg), to_data(quality), dtype, to_data(spec)], sort_keys=True)
+
+
+def settings_digest(cfg: PreprocessConfig, quality: QualityConfig, dtype: str, spec: SplitSpec) -> str:
     """Short hash of the packing settings, used to give each settings combination its own pack folder."""
-    blob = json.dumps([FORMAT, cfg.to_dict(), dtype, asdict(spec)], sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
+    return hashlib.sha256(_settings(cfg, quality, dtype, spec).encode()).hexdigest()[:10]
 
 
-def _fingerprint(samples: dict[str, list[Sample]], cfg: PreprocessConfig, dtype: str, spec: SplitSpec) -> str:
+def _fingerprint(samples: dict[str, list[Sample]], settings: str) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([FORMAT, cfg.to_dict(), dtype, asdict(spec)], sort_keys=True).encode())
+    h.update(settings.encode())
     for split, items in samples.items():
         for s in items:
             for m, p in sorted(s.files.items()):
@@ -97,7 +111,8 @@ def open_pack(path: str | os.PathLike[str]) -> Pack:
         raise DataError(f"{path} is not a finished rfsense pack (no pack.json); run `rfsense data pack ROOT {path}`")
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
-        raise DataError(f"{meta_path}: format {meta.get('format')!r}; expected {FORMAT!r}")
+        raise DataError(f"{meta_path}: format {meta.get('format')!r}, made by an older rfsense; this one reads "
+                        f"{FORMAT!r}: delete {path} and pack again (rfsense data pack, or rfsense train packs on first use)")
     return Pack(path, meta, NormStats.load(path / "stats.npz"))
 
 
@@ -121,21 +136,55 @@ def _load_batch(
     return out, ok
 
 
-def _write_split(
-    folder: Path, name: str, samples: list[Sample], cfg: PreprocessConfig, dtype: str, chunk: int, skip_bad: bool
-) -> None:
+class _RawScale:
+    """Running mean and variance of every raw value of one modality (Chan's parallel update, float64)."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, x: np.ndarray) -> None:
+        if x.size == 0:
+            return
+        nb, mb = x.size, float(x.mean(dtype=np.float64))
+        m2b = float(np.square(x - mb).sum(dtype=np.float64))
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta * delta * self.n * nb / n
+        self.n = n
+
+    def state(self) -> list[float]:
+        return [self.n, self.mean, self.m2]
+
+    @classmethod
+    def from_state(cls, s: list[float]) -> _RawScale:
+        out = cls()
+        out.n, out.mean, out.m2 = int(s[0]), float(s[1]), float(s[2])
+        return out
+
+    @property
+    def std(self) -> float | None:
+        return float(np.sqrt(self.m2 / self.n)) if self.n else None
+
+
+def _write_split(folder: Path, name: str, samples: list[Sample], cfg: PreprocessConfig, quality: QualityConfig,
+                 dtype: str, chunk: int, skip_bad: bool) -> None:
+    """Pack one split into `folder` (resumable chunk by chunk); its status counts and raw scales go to
+    folder/summary.json."""
     folder.mkdir(parents=True, exist_ok=True)
     n = len(samples)
     state_path = folder / "progress.json"
-    done = json.loads(state_path.read_text())["done"] if state_path.is_file() else 0
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"done": 0}
+    done = state["done"]
+    counts = state.get("counts") or {m: dict.fromkeys(STATUSES, 0) for m in MODALITIES}
+    scales = {m: _RawScale.from_state(state["scales"][m]) if "scales" in state else _RawScale() for m in MODALITIES}
     arrays = {}
     for m in MODALITIES:
         f = folder / f"{m}.npy"
-        shape = (n, *output_shape(m, cfg))
         if done and f.is_file():
             arrays[m] = np.load(f, mmap_mode="r+", allow_pickle=False)
         else:
-            arrays[m] = np.lib.format.open_memmap(f, mode="w+", dtype=dtype, shape=shape)
+            arrays[m] = np.lib.format.open_memmap(f, mode="w+", dtype=dtype, shape=(n, *SHAPES[m]))
     available = np.array([s.available for s in samples], dtype=bool).reshape(n, 3)
     usable_path = folder / "usable.npy"
     usable = np.load(usable_path) if done and usable_path.is_file() else np.zeros((n, 3), dtype=bool)
@@ -144,13 +193,29 @@ def _write_split(
         part = samples[start : start + chunk]
         for j, m in enumerate(MODALITIES):
             raw, ok = _load_batch(part, m, skip_bad)
-            x, good = preprocess(m, raw, cfg)
-            arrays[m][start : start + len(part)] = x.astype(dtype)
-            usable[start : start + len(part), j] = ok & good
+            out = np.zeros((len(part), *SHAPES[m]), dtype=np.float32)
+            good = np.zeros(len(part), dtype=bool)
+            rows = np.flatnonzero(ok)
+            counts[m]["absent"] += len(part) - rows.size
+            if rows.size:
+                checked = assess(m, raw[rows], quality)  # the runtime's rule: what it would refuse, we skip
+                use = checked.usable
+                for s in checked.status:
+                    counts[m][str(s)] += 1
+                if use.any():
+                    x = preprocess(m, checked.values[use], cfg)
+                    fine = np.isfinite(x.reshape(len(x), -1)).all(axis=1)  # float32 overflow: unusable too
+                    out[rows[use][fine]] = x[fine]
+                    good[rows[use][fine]] = True
+                    if name == "train":
+                        scales[m].update(checked.values[use][fine])
+            arrays[m][start : start + len(part)] = out.astype(dtype)
+            usable[start : start + len(part), j] = good
         for arr in arrays.values():
             arr.flush()
         np.save(usable_path, usable)
-        atomic_write_text(state_path, json.dumps({"done": start + len(part)}))
+        atomic_write_text(state_path, json.dumps({"done": start + len(part), "counts": counts,
+                                                  "scales": {m: s.state() for m, s in scales.items()}}))
     del arrays
     np.savez(
         folder / "index.npz",
@@ -160,8 +225,25 @@ def _write_split(
         available=available,
         usable=usable & available,
     )
+    atomic_write_json(folder / "summary.json", {"counts": counts, "raw_std": {m: s.std for m, s in scales.items()}})
     usable_path.unlink()
     state_path.unlink()
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold OUT.lock while packing: a second packer of the same folder waits (and then finds it done)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _logger.info("waiting for another rfsense process that is packing %s", out)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _fit_stats(folder: Path, usable: np.ndarray, chunk: int) -> NormStats:
@@ -182,6 +264,7 @@ def pack(
     chunk: int = 32,
     skip_bad: bool = False,
     overwrite: bool = False,
+    quality: QualityConfig | None = None,
 ) -> Pack:
     """Pack the XRF55 tree at `root` into `out` (see module docstring); returns the opened pack.
 
@@ -190,21 +273,28 @@ def pack(
     """
     if dtype not in _DTYPES:
         raise DataError(f"pack dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
-    cfg = cfg or PreprocessConfig()
+    cfg, quality = cfg or PreprocessConfig(), quality or QualityConfig()
     out = Path(out)
     found = discover(root)
     splits = split_samples(found.samples, spec)
     for name, items in splits.items():
         if not items:
             raise DataError(f"split '{name}' of {root} is empty under {spec}; check the trials/volunteers settings")
-    fp = _fingerprint(splits, cfg, dtype, spec)
-    if (out / "pack.json").is_file():
-        existing = json.loads((out / "pack.json").read_text())
-        if existing.get("fingerprint") == fp:
-            _logger.info("pack %s is up to date (%s)", out, ", ".join(f"{k} {v}" for k, v in existing["splits"].items()))
-            return open_pack(out)
-        if not overwrite:
-            raise DataError(f"{out} holds a pack of other data or settings; pass --overwrite or choose another folder")
+    fp = _fingerprint(splits, _settings(cfg, quality, dtype, spec))
+    with _locked(out):
+        if (out / "pack.json").is_file():
+            existing = json.loads((out / "pack.json").read_text())
+            if existing.get("fingerprint") == fp:
+                _logger.info("pack %s is up to date (%s)", out, ", ".join(f"{k} {v}" for k, v in existing["splits"].items()))
+                return open_pack(out)
+            if not overwrite:
+                raise DataError(f"{out} holds a pack of other data or settings; pass --overwrite or choose another folder")
+        return _pack_locked(root, out, found.layout, splits, cfg, quality, spec, dtype, chunk, skip_bad, fp)
+
+
+def _pack_locked(root: str | os.PathLike[str], out: Path, layout: str, splits: dict[str, list[Sample]],
+                 cfg: PreprocessConfig, quality: QualityConfig, spec: SplitSpec, dtype: str, chunk: int,
+                 skip_bad: bool, fp: str) -> Pack:
     partial = out.with_name(out.name + ".partial")
     marker = partial / "fingerprint"
     if partial.exists() and (not marker.is_file() or marker.read_text() != fp):
@@ -213,19 +303,23 @@ def pack(
     marker.write_text(fp)
     for name, items in splits.items():
         if not (partial / name / "index.npz").is_file():
-            _write_split(partial / name, name, items, cfg, dtype, chunk, skip_bad)
+            _write_split(partial / name, name, items, cfg, quality, dtype, chunk, skip_bad)
     with np.load(partial / "train" / "index.npz", allow_pickle=False) as idx:
         train_usable = idx["usable"]
     stats = _fit_stats(partial / "train", train_usable, chunk)
     stats.save(partial / "stats.npz")
+    summaries = {name: json.loads((partial / name / "summary.json").read_text()) for name in splits}
     meta = {
         "format": FORMAT,
         "source": str(Path(root).resolve()),
-        "layout": found.layout,
+        "layout": layout,
         "dtype": dtype,
-        "preprocessing": cfg.to_dict(),
-        "split": asdict(spec),
+        "preprocessing": to_data(cfg),
+        "quality": to_data(quality),
+        "split": to_data(spec),
         "splits": {k: len(v) for k, v in splits.items()},
+        "status_counts": {name: s["counts"] for name, s in summaries.items()},
+        "raw_std": summaries["train"]["raw_std"],
         "fingerprint": fp,
     }
     atomic_write_json(partial / "pack.json", meta)
@@ -234,5 +328,9 @@ def pack(
         shutil.rmtree(out)
     os.replace(partial, out)
     _logger.info("packed %s -> %s (%s)", root, out, ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
+    for name, by_mod in meta["status_counts"].items():
+        bad = {m: c["failed"] for m, c in by_mod.items() if c["failed"]}
+        if bad:
+            _logger.warning("%s: unusable samples (failed the quality checks): %s", name,
+                            ", ".join(f"{m} {k}" for m, k in bad.items()))
     return open_pack(out)
-

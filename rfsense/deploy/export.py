@@ -8,11 +8,14 @@ The only module under rfsense/deploy that imports torch.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import io
 import json
 import logging
 import os
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,73 +24,60 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from rfsense._io import atomic_write_json
+from rfsense._io import clean_stale_temporaries, locked_temporary
+from rfsense.config import to_data
 from rfsense.data.classes import CLASS_NAMES
-from rfsense.deploy.health import HealthConfig
-from rfsense.deploy.runtime import manifest_path_for
+from rfsense.deploy.manifest import FORMAT, input_specs, manifest_path_for, sha256_file, write_manifest
+from rfsense.deploy.session import make_session
 from rfsense.errors import ModelFileError
 from rfsense.modalities import MODALITIES, SHAPES, SUBSETS, subset_mask
 from rfsense.train.batches import read_rows
-from rfsense.train.loop import load_run_model, open_run_pack
+from rfsense.train.rundir import find_newest_run, load_run_model, open_run_pack, resolve_run
 
-__all__ = ["export_run", "find_newest_run", "onnx_operator_profile", "parity_check"]
+__all__ = ["export_run", "parity_check"]
 
 _logger = logging.getLogger(__name__)
-FORMAT = "rfsense-onnx/1"
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def find_newest_run(runs_root: str | os.PathLike[str] = "runs") -> Path:
-    """The run folder whose best.pt was written last (seed folders count as runs)."""
-    candidates = sorted(Path(runs_root).glob("**/best.pt"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise ModelFileError(f"no trained run under {runs_root}/ (no best.pt); train one with `rfsense train CONFIG`")
-    return candidates[-1].parent
-
-
-def _resolve_run(run_dir: Path) -> Path:
-    """A multi-seed folder exports its first seed run (each seed is a full model)."""
-    if (run_dir / "best.pt").is_file():
-        return run_dir
-    seeds = sorted(p for p in run_dir.glob("seed*") if (p / "best.pt").is_file())
-    if seeds:
-        _logger.info("%s holds %d seed runs; exporting %s", run_dir, len(seeds), seeds[0].name)
-        return seeds[0]
-    raise ModelFileError(f"{run_dir} has no best.pt; is it a finished run folder?")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's warnings and prints users cannot act on (shown under -v)."""
+    if logging.getLogger("rfsense").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    noisy = [logging.getLogger(n) for n in ("torch", "onnxscript", "torch.onnx", "torch._export", "torch.export")]
+    levels = [lg.level for lg in noisy]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for lg in noisy:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, lv in zip(noisy, levels, strict=True):
+                lg.setLevel(lv)
 
 
 def _export_onnx(model: torch.nn.Module, path: Path) -> None:
     assert not model.training, "export needs model.eval()"
     batch = torch.export.Dim("batch", min=1, max=4096)
     args = model.example_inputs(batch=2)
-    program = torch.onnx.export(
-        model,
-        args,
-        input_names=[*MODALITIES, "present"],
-        output_names=["logits"],
-        dynamic_shapes={"mmwave": {0: batch}, "wifi": {0: batch}, "rfid": {0: batch}, "present": {0: batch}},
-        dynamo=True,
-        verbose=False,
-    )
-    program.save(str(path))  # one file: external data only above the 2 GB protobuf limit
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            model,
+            args,
+            input_names=[*MODALITIES, "present"],
+            output_names=["logits"],
+            dynamic_shapes={"mmwave": {0: batch}, "wifi": {0: batch}, "rfid": {0: batch}, "present": {0: batch}},
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(str(path))  # one file: external data only above the 2 GB protobuf limit
     onnx.checker.check_model(str(path), full_check=True)
     dims = [d.dim_param or d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
     if not isinstance(dims[0], str):
         raise ModelFileError(f"export produced a fixed batch dimension {dims}; expected a dynamic one")
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _parity_inputs(split: Any, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -98,7 +88,7 @@ def _parity_inputs(split: Any, batch: int, rng: np.random.Generator) -> dict[str
 def parity_check(model: torch.nn.Module, onnx_path: Path, split: Any, batch_sizes: tuple[int, ...] = (1, 7),
                  seed: int = 0) -> dict[str, Any]:
     """Compare ONNX (ORT CPU) with PyTorch eval() on all 7 subsets at each batch size, on real test inputs."""
-    sess = _session(onnx_path)
+    sess = make_session(onnx_path)
     rng = np.random.default_rng(seed)
     rows, worst, all_top1 = [], 0.0, True
     for name, mods in SUBSETS:
@@ -115,16 +105,6 @@ def parity_check(model: torch.nn.Module, onnx_path: Path, split: Any, batch_size
             rows.append({"subset": name, "batch": b, "max_abs_diff": diff, "allclose": close, "top1_equal": top1})
     ok = all(r["allclose"] and r["top1_equal"] for r in rows)
     return {"ok": ok, "rtol": RTOL, "atol": ATOL, "max_abs_diff": worst, "top1_equal": all_top1, "cases": rows}
-
-
-def onnx_operator_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Operator multiset and parameter count of an ONNX model (DAGR must leave no trace here)."""
-    model = onnx.load(str(path))
-    ops: dict[str, int] = {}
-    for node in model.graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    n_params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
-    return {"ops": dict(sorted(ops.items())), "n_params": n_params}
 
 
 def _ort_accuracy(sess: ort.InferenceSession, split: Any, batch_size: int = 32) -> tuple[float, np.ndarray]:
@@ -192,15 +172,16 @@ def export_run(
     Raises:
         ModelFileError: no run, or the exported graph disagrees with PyTorch beyond rtol 1e-4 / atol 1e-5.
     """
-    run_dir = _resolve_run(Path(run_dir) if run_dir else find_newest_run(runs_root))
+    run_dir = resolve_run(Path(run_dir) if run_dir else find_newest_run(runs_root))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in clean_stale_temporaries(out, f"{name}.onnx"):
+        _logger.info("removed %s, left by an interrupted export", stale)
     model, cfg = load_run_model(run_dir, "best")
     test = open_run_pack(cfg).split("test")
     final = out / f"{name}.onnx"
-    tmp = out / f".{name}.onnx.tmp"
     _logger.info("exporting %s -> %s", run_dir, final)
-    try:
+    with locked_temporary(final) as tmp:
         _export_onnx(model, tmp)
         parity = parity_check(model, tmp, test)
         if not parity["ok"]:
@@ -210,46 +191,38 @@ def export_run(
                 f"(rtol {RTOL}, atol {ATOL}), top-1 equal {bad['top1_equal']}; nothing was written"
             )
         os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
     results_path = run_dir / "results.json"
     metrics = json.loads(results_path.read_text()) if results_path.is_file() else {}
     manifest = {
         "format": FORMAT,
         "model_file": final.name,
-        "sha256": _sha256(final),
-        "inputs": {
-            **{m: {"shape": ["batch", *SHAPES[m]], "dtype": "float32"} for m in MODALITIES},
-            "present": {"shape": ["batch", len(MODALITIES)], "dtype": "bool"},
-        },
+        "sha256": sha256_file(final),
+        "inputs": input_specs(),
         "outputs": {"logits": {"shape": ["batch", len(CLASS_NAMES)], "dtype": "float32"}},
         "modalities": list(MODALITIES),
         "class_names": list(CLASS_NAMES),
-        "preprocessing": cfg.data.preprocessing.to_dict(),
-        "health": HealthConfig().to_dict(),
-        "run": {"path": str(run_dir), "name": cfg.name, "model": model.cfg.to_dict() if hasattr(model, "cfg") else cfg.model},
+        "preprocessing": to_data(cfg.data.preprocessing),
+        "health": to_data(cfg.data.quality),
+        "run": {"path": str(run_dir), "name": cfg.name, "model": to_data(model.config)},
         "metrics": {k: metrics.get(k) for k in ("subsets", "n", "geometry") if k in metrics},
-        "parity": {k: v for k, v in parity.items() if k != "cases"} | {"cases": parity["cases"]},
+        "parity": parity,
         "size_bytes": final.stat().st_size,
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
     }
-    atomic_write_json(manifest_path_for(final), manifest)
+    write_manifest(manifest_path_for(final), manifest)
     if int8:
         manifest["int8"] = _export_int8(final, manifest, test, name)
-        atomic_write_json(manifest_path_for(final), manifest)
+        write_manifest(manifest_path_for(final), manifest)
     return manifest
 
 
 def _export_int8(fp32: Path, manifest: dict[str, Any], test: Any, name: str) -> dict[str, Any]:
     """Dynamic int8 (MatMul/Gemm) beside fp32: accuracy, top-1 agreement, size, latency for both."""
     q = fp32.with_name(f"{name}-int8.onnx")
-    tmp = q.with_name(f".{q.name}.tmp")
-    try:
+    with locked_temporary(q) as tmp:
         _quantize(fp32, tmp)
         os.replace(tmp, q)
-    finally:
-        tmp.unlink(missing_ok=True)
-    s32, s8 = _session(fp32), _session(q)
+    s32, s8 = make_session(fp32), make_session(q)
     acc32, p32 = _ort_accuracy(s32, test)
     acc8, p8 = _ort_accuracy(s8, test)
     report = {
@@ -260,8 +233,8 @@ def _export_int8(fp32: Path, manifest: dict[str, Any], test: Any, name: str) -> 
         "n_test": int(len(p32)),
     }
     # fp32 parity does not carry over: int8 is judged by accuracy and agreement (reference notes §1.4).
-    qman = dict(manifest, model_file=q.name, sha256=_sha256(q), size_bytes=q.stat().st_size, quantization=report,
-                parity={"ok": None, "note": "int8: see quantization.top1_agreement and accuracy"})
+    qman = dict(manifest, model_file=q.name, sha256=sha256_file(q), size_bytes=q.stat().st_size,
+                quantization=to_data(report), parity={"ok": None, "note": "int8: see quantization.top1_agreement and accuracy"})
     qman.pop("int8", None)
-    atomic_write_json(manifest_path_for(q), qman)
-    return report
+    write_manifest(manifest_path_for(q), qman)
+    return to_data(report)

@@ -16,144 +16,32 @@ explicit "no_prediction" and never reaches the model.
 from __future__ import annotations
 
 import csv
-import ctypes.util
-import glob
-import hashlib
 import io
 import json
 import logging
 import os
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
-from rfsense.data.preprocess import PreprocessConfig, output_shape, preprocess
-from rfsense.deploy.health import HealthConfig, Verdict, check_streams
+from rfsense.config import from_data
+from rfsense.data.preprocess import PreprocessConfig, preprocess
+from rfsense.data.quality import QualityConfig
+from rfsense.deploy.health import Verdict, check_streams
 from rfsense.deploy.health import batch_size as _count_samples
-from rfsense.errors import ConfigError, ModelFileError, RFSenseError
+from rfsense.deploy.manifest import manifest_path_for, read_manifest, sha256_bytes
+from rfsense.deploy.session import make_session
+from rfsense.errors import ConfigError, ModelFileError
 from rfsense.modalities import LETTERS, MODALITIES
 
-__all__ = [
-    "MANIFEST_FORMAT",
-    "Prediction",
-    "ProviderError",
-    "Runtime",
-    "cuda_device_usable",
-    "format_predictions",
-    "manifest_path_for",
-    "read_manifest",
-    "softmax",
-]
+__all__ = ["Prediction", "Runtime", "format_predictions", "softmax"]
 
 _logger = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "rfsense-onnx/1"
-# Keys the runtime needs; "model_file", "run", "metrics" and "parity" are informational here.
-_REQUIRED_KEYS = ("format", "sha256", "inputs", "outputs", "modalities", "class_names", "preprocessing", "health")
 _ORT_DTYPES = {"float32": "tensor(float)", "bool": "tensor(bool)"}
-_CPU = "CPUExecutionProvider"
-_CUDA = "CUDAExecutionProvider"
-# onnxruntime's default logger severity (0 verbose .. 4 fatal); restored after a quiet CUDA attempt.
-_ORT_DEFAULT_SEVERITY = 2
-
-
-class ProviderError(RFSenseError):
-    """The requested execution provider (e.g. CUDA) cannot be used on this machine."""
-
-
-def manifest_path_for(model_path: str | os.PathLike[str]) -> Path:
-    """Manifest beside a model: ``dir/X.onnx`` -> ``dir/X.json``."""
-    return Path(model_path).with_suffix(".json")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and structurally validate a manifest (format, keys, modality order, input/output specs).
-
-    Returns:
-        The manifest as a dict (unknown extra keys are kept and ignored).
-
-    Raises:
-        ModelFileError: missing file, invalid JSON, another format, or a key missing or malformed; the
-            message names the file and the key.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(
-            f"manifest {path} not found; every model needs its manifest beside it with the same name "
-            f"(X.onnx -> X.json), as written by `rfsense export`"
-        )
-    try:
-        man = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"manifest {path} is not valid JSON: {err}") from None
-
-    def bad(what: str) -> ModelFileError:
-        return ModelFileError(f"manifest {path}: {what}")
-
-    if not isinstance(man, dict):
-        raise bad(f"expected a JSON object, got {type(man).__name__}")
-    missing = [k for k in _REQUIRED_KEYS if k not in man]
-    if missing:
-        raise bad(f"missing key(s) {', '.join(missing)}; required: {', '.join(_REQUIRED_KEYS)}")
-    if man["format"] != MANIFEST_FORMAT:
-        raise bad(f"format is {man['format']!r}; this runtime reads {MANIFEST_FORMAT!r}")
-    if not isinstance(man["sha256"], str) or not re.fullmatch(r"[0-9a-fA-F]{64}", man["sha256"]):
-        raise bad(f"sha256 must be 64 hex digits; got {man['sha256']!r}")
-    if man["modalities"] != list(MODALITIES):
-        raise bad(f"modalities are {man['modalities']!r}; this runtime needs {list(MODALITIES)} in that order")
-    for section in ("inputs", "outputs", "preprocessing", "health"):
-        if not isinstance(man[section], dict):
-            raise bad(f"{section} must be an object; got {type(man[section]).__name__}")
-    for name, dtype in [*((m, "float32") for m in MODALITIES), ("present", "bool")]:
-        spec = man["inputs"].get(name)
-        if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list) or len(spec["shape"]) < 1:
-            raise bad(f"inputs.{name} must be an object with a shape list; got {spec!r}")
-        if spec.get("dtype") != dtype:
-            raise bad(f"inputs.{name}.dtype is {spec.get('dtype')!r}; expected {dtype!r}")
-        if not all(isinstance(d, int) and not isinstance(d, bool) for d in spec["shape"][1:]):
-            raise bad(f"inputs.{name}.shape {spec['shape']} must be [batch, ints...]")
-    if man["inputs"]["present"]["shape"][1:] != [len(MODALITIES)]:
-        raise bad(f"inputs.present.shape is {man['inputs']['present']['shape']}; expected ['batch', 3]")
-    logits = man["outputs"].get("logits")
-    if not isinstance(logits, dict) or not isinstance(logits.get("shape"), list) or len(logits["shape"]) != 2:
-        raise bad(f"outputs.logits must be an object with shape ['batch', n_classes]; got {logits!r}")
-    n_classes = logits["shape"][1]
-    names = man["class_names"]
-    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or len(names) != n_classes:
-        raise bad(f"class_names must be a list of {n_classes} strings (outputs.logits.shape[1])")
-    return man
-
-
-def cuda_device_usable() -> tuple[bool, str]:
-    """Whether asking onnxruntime for CUDA can work here, without asking it (which logs errors when it can't).
-
-    onnxruntime-gpu lists CUDAExecutionProvider on any machine (it describes the build, not the hardware),
-    so also look for the CUDA driver library and, on Linux, an NVIDIA device node (or WSL's /dev/dxg).
-    The session may still fall back to CPU (e.g. cuDNN missing); `Runtime` checks what it really got.
-
-    Returns:
-        (usable, reason it is not; "" when usable).
-    """
-    if _CUDA not in ort.get_available_providers():
-        return False, (
-            f"this onnxruntime build ({ort.__version__}) has no {_CUDA}; install onnxruntime-gpu instead of onnxruntime"
-        )
-    libs = ("cuda", "nvcuda") if sys.platform == "win32" else ("cuda",)
-    if not any(ctypes.util.find_library(name) for name in libs):
-        return False, "no CUDA driver library (libcuda) found; is an NVIDIA driver installed?"
-    if sys.platform.startswith("linux") and not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/dxg")):
-        return False, "no NVIDIA GPU device node (/dev/nvidia0 ...) found"
-    return True, ""
 
 
 def softmax(logits: npt.ArrayLike) -> np.ndarray:
@@ -206,7 +94,7 @@ class Runtime:
         manifest: the manifest dict.
         class_names: list of n_classes names (from the manifest).
         preprocessing: PreprocessConfig from the manifest (the one training used).
-        health: HealthConfig from the manifest; may be replaced with another HealthConfig before predict().
+        health: QualityConfig from the manifest (the one packing used); may be replaced before predict().
         providers: what the onnxruntime session really runs on, e.g. ["CPUExecutionProvider"].
         session: the onnxruntime InferenceSession.
     """
@@ -231,10 +119,6 @@ class Runtime:
             ProviderError: providers="cuda" but CUDA is not usable here.
             ConfigError: bad `providers` or `threads` value.
         """
-        if providers not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"providers must be one of auto, cpu, cuda; got {providers!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be a positive integer or None; got {threads!r}")
         self.model_path = Path(model_path)
         self.manifest_path = manifest_path_for(self.model_path)
         if not self.model_path.is_file():
@@ -243,7 +127,7 @@ class Runtime:
 
         # Hash the very bytes the session is built from, so the file cannot change in between.
         model_bytes = self.model_path.read_bytes()
-        actual, expected = _sha256(model_bytes), self.manifest["sha256"].lower()
+        actual, expected = sha256_bytes(model_bytes), self.manifest["sha256"].lower()
         if actual != expected:
             raise ModelFileError(
                 f"model file {self.model_path} has sha256 {actual}, but its manifest {self.manifest_path} "
@@ -258,63 +142,17 @@ class Runtime:
 
         self.class_names: list[str] = list(self.manifest["class_names"])
         try:
-            self.preprocessing = PreprocessConfig.from_dict(self.manifest["preprocessing"], prefix="preprocessing")
-            self.health = HealthConfig.from_dict(self.manifest["health"])
-        except (ConfigError, TypeError, ValueError) as err:
+            self.preprocessing = from_data(PreprocessConfig, self.manifest["preprocessing"], "preprocessing")
+            self.health = from_data(QualityConfig, self.manifest["health"], "health")
+        except ConfigError as err:
             raise ModelFileError(f"manifest {self.manifest_path}: {err}") from None
         self.input_shapes: dict[str, tuple[int, ...]] = {
             m: tuple(self.manifest["inputs"][m]["shape"][1:]) for m in MODALITIES
         }
-        for m in MODALITIES:
-            want = tuple(output_shape(m, self.preprocessing))
-            if want != self.input_shapes[m]:
-                raise ModelFileError(
-                    f"manifest {self.manifest_path}: preprocessing gives {m} {want} per sample but "
-                    f"inputs.{m}.shape is {self.input_shapes[m]}"
-                )
-
-        self.session = self._make_session(model_bytes, providers, threads)
+        self.session = make_session(model_bytes, providers=providers, threads=threads, name=str(self.model_path))
         self.providers: list[str] = list(self.session.get_providers())
         self._check_session()
         _logger.info("loaded %s (sha256 %s...) on %s", self.model_path, actual[:12], ", ".join(self.providers))
-
-    def _make_session(self, model_bytes: bytes, providers: str, threads: int | None) -> ort.InferenceSession:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only from this session; we report the outcome ourselves
-        if threads is not None:
-            opts.intra_op_num_threads = threads  # an explicit count also disables ORT's thread pinning
-        want_cuda = False
-        if providers in ("auto", "cuda"):
-            usable, why = cuda_device_usable()
-            if providers == "cuda" and not usable:
-                raise ProviderError(f"CUDA was requested but cannot be used on this machine: {why}. Use providers 'cpu' or 'auto'")
-            want_cuda = usable
-            if providers == "auto" and not usable:
-                _logger.debug("not asking for CUDA: %s", why)
-        try:
-            if not want_cuda:
-                return ort.InferenceSession(model_bytes, opts, providers=[_CPU])
-            # A failed CUDA provider load logs errors through the default logger and then silently falls
-            # back to CPU; silence it for this one attempt and check what the session really got.
-            ort.set_default_logger_severity(4)
-            try:
-                session = ort.InferenceSession(model_bytes, opts, providers=[_CUDA, _CPU])
-            finally:
-                ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
-        except Exception as err:  # onnxruntime raises its own exception types for an invalid model
-            hint = ""
-            if Path(f"{self.model_path}.data").exists():
-                hint = " (it has an external-data file beside it; the runtime needs a single-file model)"
-            raise ModelFileError(f"onnxruntime could not load {self.model_path}{hint}: {err}") from None
-        if _CUDA not in session.get_providers():
-            msg = (
-                f"CUDA looked usable but onnxruntime fell back to {session.get_providers()} (are the CUDA and cuDNN "
-                f"libraries onnxruntime {ort.__version__} needs installed? `pip install onnxruntime-gpu[cuda,cudnn]`)"
-            )
-            if providers == "cuda":
-                raise ProviderError(msg)
-            _logger.warning("%s", msg)
-        return session
 
     def _check_session(self) -> None:
         """The graph must have exactly the contract's inputs and the logits output, with matching shapes."""
@@ -331,9 +169,13 @@ class Runtime:
                 raise ModelFileError(
                     f"model {self.model_path}: input {name} has shape {node.shape}; manifest says {spec['shape']}"
                 )
-        outs = [o.name for o in self.session.get_outputs()]
+        outs = {o.name: o for o in self.session.get_outputs()}
         if "logits" not in outs:
-            raise ModelFileError(f"model {self.model_path} has outputs {outs}; expected 'logits'")
+            raise ModelFileError(f"model {self.model_path} has outputs {sorted(outs)}; expected 'logits'")
+        width = outs["logits"].shape[-1] if outs["logits"].shape else None
+        if width != len(self.class_names):  # else every call would fail, or answer with the wrong names
+            raise ModelFileError(f"model {self.model_path}: output logits has {width} classes but its manifest "
+                                 f"lists {len(self.class_names)} class names")
 
     @property
     def n_classes(self) -> int:
@@ -352,13 +194,13 @@ class Runtime:
     def _preprocess(self, modality: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shared preprocessing of the healthy rows: float64 (n, *SHAPES[m]) -> (float32 (n, *in), ok bool[n]).
 
-        `preprocess` already zero-fills and flags rows it cannot use (e.g. float32 overflow of huge
-        values); the finiteness check here is a second line so nothing non-finite ever reaches the graph.
+        Rows whose output is not finite (absurd values that overflow float32 in the filters) are not ok, so
+        nothing non-finite ever reaches the graph.
         """
         with np.errstate(all="ignore"):  # overflow in filters of absurd values is caught below, per row
-            y, usable = preprocess(modality, x, self.preprocessing)
-        y = np.asarray(y, dtype=np.float32)
-        ok = np.asarray(usable, dtype=bool) & np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+            y = preprocess(modality, x, self.preprocessing)
+        ok = np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+        y[~ok] = 0.0
         return y, ok
 
     def predict(
@@ -419,7 +261,7 @@ class Runtime:
         for i in range(n):
             v = verdicts[i]
             used = [m for j, m in enumerate(MODALITIES) if present[i, j]]
-            notes = [r for m in MODALITIES if v[m].status in ("repaired", "failed") for r in v[m].reasons]
+            notes = [r for m in MODALITIES if v[m].status not in ("ok", "absent") for r in v[m].reasons]
             if not used:
                 every = [r for m in MODALITIES for r in v[m].reasons]
                 out.append(Prediction([], [], v, "no_prediction", "no usable modality: " + "; ".join(every)))

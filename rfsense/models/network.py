@@ -21,7 +21,7 @@ from rfsense.modalities import MODALITIES, SHAPE_MEANING, SHAPES
 from rfsense.models._registry import get_preset
 from rfsense.models.encoders import ModalityEncoder, build_encoder
 from rfsense.models.fusion import ClassificationHead, XFiFusion
-from rfsense.models.presets import ModelConfig, _coerce
+from rfsense.models.presets import ModelConfig, model_config
 
 __all__ = ["RFSenseNet", "build_model"]
 
@@ -177,12 +177,5 @@ def build_model(cfg_or_name: ModelConfig | str = "edge", **overrides: Any) -> RF
     cfg = get_preset(cfg_or_name) if isinstance(cfg_or_name, str) else cfg_or_name
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"expected a ModelConfig or a preset name, got {type(cfg_or_name).__name__}")
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    changes = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key not in fields:
-            raise ConfigError(f"unknown key 'model.{key}'; allowed: {', '.join(sorted(fields))}")
-        changes[key] = _coerce(key, value, getattr(cfg, key))
-    return RFSenseNet(dataclasses.replace(cfg, **changes) if changes else cfg)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return RFSenseNet(model_config({**dataclasses.asdict(cfg), **changes}) if changes else cfg)

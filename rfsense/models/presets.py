@@ -13,127 +13,64 @@ Each preset only sets sizes; ``rfsense.models.build_model`` assembles any config
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
+
+from rfsense.config import PositiveInt, StrictBool, from_data, schema
 from rfsense.errors import ConfigError
 from rfsense.modalities import N_CLASSES
 from rfsense.models._registry import get_preset, register_preset
 
-__all__ = ["STEMS", "ModelConfig", "edge", "model_config_from_dict", "xfi"]
+__all__ = ["STEMS", "ModelConfig", "edge", "model_config", "xfi"]
 
 # "patch": one conv with kernel = stride (mmwave 4, wifi 4, rfid 2), i.e. ViT-style patchify; cheap on CPU.
 # "resnet": the ResNet-18 stem, conv 7x7 stride 2 + max-pool 3 stride 2 (4x downsampling on every modality).
 STEMS = ("patch", "resnet")
+Widths = Annotated[tuple[PositiveInt, ...], Field(min_length=1)]
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-@dataclass(frozen=True)
+@schema
 class ModelConfig:
-    """Sizes of the encoders and the X-Fi-style fusion. Validated on construction (ConfigError)."""
+    """Sizes of the encoders and the X-Fi-style fusion. Validated on construction (ConfigError via from_data)."""
 
     preset: str = "edge"  # label only: the preset these values started from
-    d: int = 128  # token / embedding width shared by all modalities and the fusion
-    n_tokens: int = 8  # tokens per modality (X-Fi projects every modality to 32)
-    depth: int = 2  # cross-attention + cross-modal-transformer rounds after the first fusion
-    heads: int = 4  # attention heads everywhere (d must divide evenly)
-    mlp_ratio: float = 2.0  # FFN and key/value-generator hidden width = mlp_ratio * d (X-Fi: 2)
-    dropout: float = 0.1  # attention-weight and residual-branch dropout in the fusion
-    share_depth: bool = False  # X-Fi reuses ONE fusion block at every depth (tied weights)
-    stem: str = "patch"  # encoder stem, one of STEMS
-    blocks_per_stage: int = 1  # residual basic blocks per encoder stage (ResNet-18: 2)
+    d: PositiveInt = 128  # token / embedding width shared by all modalities and the fusion
+    n_tokens: PositiveInt = 8  # tokens per modality (X-Fi projects every modality to 32)
+    depth: PositiveInt = 2  # cross-attention + cross-modal-transformer rounds after the first fusion
+    heads: PositiveInt = 4  # attention heads everywhere (d must divide evenly)
+    mlp_ratio: Annotated[float, Field(gt=0)] = 2.0  # FFN and key/value-generator hidden width = mlp_ratio * d
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # attention-weight and residual-branch dropout
+    share_depth: StrictBool = False  # X-Fi reuses ONE fusion block at every depth (tied weights)
+    stem: Literal["patch", "resnet"] = "patch"  # encoder stem, one of STEMS
+    blocks_per_stage: PositiveInt = 1  # residual basic blocks per encoder stage (ResNet-18: 2)
     # Encoder stage widths; the first stage keeps resolution, each later one halves it.
-    mmwave_widths: tuple[int, ...] = (32, 64, 128)
-    wifi_widths: tuple[int, ...] = (64, 96, 128)
-    rfid_widths: tuple[int, ...] = (32, 64, 128)
-    n_classes: int = N_CLASSES
+    mmwave_widths: Widths = (32, 64, 128)
+    wifi_widths: Widths = (64, 96, 128)
+    rfid_widths: Widths = (32, 64, 128)
+    n_classes: Annotated[PositiveInt, Field(ge=2)] = N_CLASSES
 
     def __post_init__(self) -> None:
-        errors = []
-        for name in ("d", "n_tokens", "depth", "heads", "blocks_per_stage", "n_classes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                errors.append(f"{name} must be a positive int, got {v!r}")
-        if not errors and self.d % self.heads:
-            errors.append(f"d={self.d} must be divisible by heads={self.heads}")
-        if self.n_classes == 1:
-            errors.append("n_classes must be >= 2")
-        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
-            errors.append(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not _is_number(self.mlp_ratio) or not self.mlp_ratio > 0:
-            errors.append(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
-        if not isinstance(self.share_depth, bool):
-            errors.append(f"share_depth must be a bool, got {self.share_depth!r}")
-        if self.stem not in STEMS:
-            errors.append(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
-        for name in ("mmwave_widths", "wifi_widths", "rfid_widths"):
-            w = getattr(self, name)
-            if (
-                not isinstance(w, tuple)
-                or not w
-                or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in w)
-            ):
-                errors.append(f"{name} must be a non-empty tuple of positive ints, got {w!r}")
-        if errors:
-            raise ConfigError("invalid model config: " + "; ".join(errors))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (lists, ints, floats, strs) for YAML and ``torch.load(weights_only=True)``."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
+        if self.d % self.heads:
+            raise ValueError(f"d={self.d} must be divisible by heads={self.heads}")
 
 
-def _public_fields() -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(ModelConfig)}
+def model_config(d: dict[str, Any] | ModelConfig, prefix: str = "model") -> ModelConfig:
+    """A validated ``ModelConfig`` from plain data, e.g. the ``model:`` section of a YAML file.
 
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the type of the field's default (YAML gives lists for tuples)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, tuple):
-        ok = isinstance(value, list | tuple)
-        value = tuple(value) if ok else value
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise ConfigError(f"model.{name}: expected {type(default).__name__}, got {value!r}")
-    return value
-
-
-def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
-    """Build a ``ModelConfig`` from plain data, e.g. the ``model:`` section of a YAML file.
-
-    Args:
-        d: field -> value. ``preset`` (default ``"edge"``) selects the starting values; every other
-            key overrides one field. Lists are accepted for tuple fields; ``None`` values are ignored.
-
-    Returns:
-        The validated, frozen config.
+    ``preset`` (default ``"edge"``) selects the starting values; every other key overrides one field; ``None``
+    values are ignored (unset CLI options).
 
     Raises:
-        ConfigError: unknown key (the message lists the allowed ones), wrong type, invalid value or
-            unknown preset.
+        ConfigError: unknown key (the message lists the allowed ones), wrong type, invalid value or unknown preset.
     """
+    if isinstance(d, ModelConfig):
+        return d
     if not isinstance(d, dict):
-        raise ConfigError(f"model config must be a mapping, got {type(d).__name__}")
-    fields = _public_fields()
-    for key in d:
-        if key not in fields:
-            raise ConfigError(f"unknown key 'model.{key}'; allowed: {', '.join(sorted(fields))}")
+        raise ConfigError(f"{prefix}: expected a mapping, got {d!r}")
     base = get_preset(d.get("preset") or "edge")
-    changes = {k: _coerce(k, v, getattr(base, k)) for k, v in d.items() if v is not None}
-    return dataclasses.replace(base, **changes)
+    merged = {**dataclasses.asdict(base), **{k: v for k, v in d.items() if v is not None}}
+    return from_data(ModelConfig, merged, prefix)
 
 
 @register_preset

@@ -28,89 +28,24 @@ The losses are computed in float32 with autocast disabled (safe under bf16 autoc
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rfsense.errors import ConfigError
+from rfsense.train.config import DagrConfig
 
 __all__ = [
     "DagrConfig",
     "anchoring_loss",
     "dagr_backward",
-    "dagr_config_from_dict",
     "dispersion_loss",
     "pareto_alpha",
 ]
 
-MODES = ("pareto", "fixed")
-PARETO_SPACES = ("params", "embeddings")
 _DEGENERATE_REL = 1e-12  # ‖g_a - g_d‖² below this fraction of ‖g_a‖² + ‖g_d‖²: every α gives the same vector
-
-
-@dataclass(frozen=True)
-class DagrConfig:
-    """DAGR settings; defaults follow the paper's sensitivity study (App. C.1: small β, mild τ)."""
-
-    enabled: bool = True
-    mode: str = "pareto"  # "pareto" (Eq. 10-11, the paper's XRF55 setting) | "fixed" (Eq. 8)
-    pareto_space: str = "params"  # "params": α* from encoder-parameter gradients (faithful) | "embeddings"
-    t: float = 2.0  # RBF temperature of the dispersion kernel (Eq. 6)
-    tau: float = 0.25  # agreement-band radius on the unit sphere (Eq. 7); C.1 sweeps {0, 0.25, 0.5}
-    beta: float = 0.1  # total geometric weight in pareto mode (Eq. 11); C.1 sweeps {0.1, 0.15, 0.2}
-    lambda_d: float = 0.1  # fixed-mode weight of L_d
-    lambda_a: float = 0.1  # fixed-mode weight of L_a
-
-    def __post_init__(self) -> None:
-        errors = []
-        if not isinstance(self.enabled, bool):
-            errors.append(f"enabled must be a bool, got {self.enabled!r}")
-        if self.mode not in MODES:
-            errors.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.pareto_space not in PARETO_SPACES:
-            errors.append(
-                f"pareto_space must be one of {', '.join(PARETO_SPACES)}, got {self.pareto_space!r}"
-            )
-        for name, positive in (
-            ("t", True),
-            ("tau", False),
-            ("beta", False),
-            ("lambda_d", False),
-            ("lambda_a", False),
-        ):
-            v = getattr(self, name)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
-                or not math.isfinite(v)
-                or v < 0
-                or (positive and v == 0)
-            ):
-                errors.append(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
-        if errors:
-            raise ConfigError("invalid dagr config: " + "; ".join(errors))
-
-
-def dagr_config_from_dict(d: dict[str, Any]) -> DagrConfig:
-    """``DagrConfig`` from plain data; ConfigError naming an unknown key and listing the allowed ones."""
-    fields = {f.name: f for f in dataclasses.fields(DagrConfig)}
-    for key in d:
-        if key not in fields:
-            raise ConfigError(f"unknown key 'dagr.{key}'; allowed: {', '.join(sorted(fields))}")
-    numeric = ("t", "tau", "beta", "lambda_d", "lambda_a")
-    values = {
-        k: float(v) if k in numeric and isinstance(v, int) and not isinstance(v, bool) else v
-        for k, v in d.items()
-        if v is not None
-    }
-    return DagrConfig(**values)
 
 
 # ----------------------------------------------------------------------------------------------- losses

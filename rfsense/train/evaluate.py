@@ -1,6 +1,10 @@
-"""Evaluation: accuracy on the 7 modality subsets, test embeddings for the geometry diagnostics."""
+"""Evaluation: accuracy on the 7 modality subsets, test embeddings for the geometry diagnostics, and
+`evaluate_run` (`rfsense eval RUN`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -8,8 +12,11 @@ import torch
 from rfsense.data.pack import PackedSplit
 from rfsense.modalities import SUBSETS, subset_mask
 from rfsense.train.batches import read_rows
+from rfsense.train.diagnostics import geometry_diagnostics
+from rfsense.train.report import aggregate_seeds
+from rfsense.train.rundir import load_run_model, open_run_pack, seed_runs, write_results
 
-__all__ = ["collect_embeddings", "evaluate_subsets", "mean_accuracy"]
+__all__ = ["collect_embeddings", "evaluate_run", "evaluate_subsets", "mean_accuracy"]
 
 
 @torch.no_grad()
@@ -72,3 +79,30 @@ def mean_accuracy(result: dict[str, dict[str, float | int]]) -> float:
     vals = [v["acc"] for v in result.values() if v["n"]]
     return float(np.mean(vals)) if vals else float("nan")
 
+
+
+def evaluate_run(run_dir: str | Path, device: torch.device | str = "cpu", which: str = "best") -> dict[str, Any]:
+    """Evaluate a finished run's checkpoint on the test split; writes results.json and results.txt.
+
+    A folder of seed runs (seed*/ with results) is aggregated into mean ± std instead.
+    """
+    run_dir = Path(run_dir)
+    seeds = seed_runs(run_dir)
+    if seeds and not (run_dir / "config.yaml").is_file():
+        agg = aggregate_seeds([evaluate_run(p, device, which) for p in seeds])
+        agg["seeds"] = [p.name for p in seeds]
+        return write_results(run_dir, agg, title=f"{run_dir.name} ({len(seeds)} seeds)")
+    model, cfg = load_run_model(run_dir, which)
+    device = torch.device(device)
+    model.to(device)
+    test = open_run_pack(cfg).split("test")
+    subsets = evaluate_subsets(model, test, None, device, cfg.train.eval_batch_size)
+    z, present, labels = collect_embeddings(model, test, device, cfg.train.eval_batch_size)
+    result = {
+        "run": str(run_dir),
+        "checkpoint": which,
+        "subsets": {k: v["acc"] for k, v in subsets.items()},
+        "n": {k: v["n"] for k, v in subsets.items()},
+        "geometry": geometry_diagnostics(z, present, labels, tau=cfg.dagr.tau),
+    }
+    return write_results(run_dir, result, title=run_dir.name)

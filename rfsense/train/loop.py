@@ -3,8 +3,7 @@
     run(load_config("configs/quickstart.yaml"))          # one seed
     run(cfg, seeds=[0, 42, 3407])                         # mean ± std over seeds
 
-A run folder holds config.yaml (resolved), metrics.jsonl (one row per epoch), steps.jsonl
-(loss, L_d, L_a, α* every step), last.pt / best.pt (state dicts), results.json and results.txt.
+What a run folder holds and how it is opened, read and replaced: `rfsense.train.rundir`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,20 +21,20 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from rfsense._io import atomic_write_json, atomic_write_text
-from rfsense.data.pack import Pack, open_pack, pack, settings_digest
+from rfsense._io import atomic_write_text
+from rfsense.config import to_data
 from rfsense.errors import ConfigError, DataError
-from rfsense.models import build_model, model_config_from_dict
+from rfsense.models import build_model
 from rfsense.train.batches import read_rows, sample_presence, time_shift
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
-from rfsense.train.config import RunConfig, to_dict
+from rfsense.train.config import RunConfig, config_tree
 from rfsense.train.dagr import dagr_backward
-from rfsense.train.diagnostics import geometry_diagnostics
-from rfsense.train.evaluate import collect_embeddings, evaluate_subsets, mean_accuracy
+from rfsense.train.evaluate import evaluate_run, evaluate_subsets, mean_accuracy
 from rfsense.train.pairing import SameClassPairer
-from rfsense.train.report import aggregate_seeds, geometry_table, subset_table
+from rfsense.train.report import aggregate_seeds
+from rfsense.train.rundir import load_run_config, open_run_pack, prepare_run_dir, remove_run, write_results
 
-__all__ = ["evaluate_run", "fit", "open_run_pack", "resolve_device", "run", "train_one_epoch"]
+__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch"]
 
 _logger = logging.getLogger(__name__)
 
@@ -48,24 +46,6 @@ def resolve_device(name: str) -> torch.device:
     if name in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def open_run_pack(cfg: RunConfig) -> Pack:
-    """Open (packing on first use) the pack for the run's data root and settings."""
-    d = cfg.data
-    root = Path(d.root)
-    pack_dir = Path(d.pack_dir) if d.pack_dir else root.with_name(root.name + ".packs") / settings_digest(
-        d.preprocessing, d.pack_dtype, d.split
-    )
-    if not root.is_dir() and (pack_dir / "pack.json").is_file():
-        return open_pack(pack_dir)  # the raw tree may be deleted once packed
-    if not root.is_dir():
-        raise DataError(
-            f"data root {root} not found. Put the XRF55 download there (its {{WiFi,RFID,mmWave}} folders, "
-            f"or Scene*/ or train_data/test_data above them), set data.root, or make a synthetic stand-in: "
-            f"rfsense synth {root}"
-        )
-    return pack(root, pack_dir, d.preprocessing, d.split, d.pack_dtype)  # a no-op when up to date
 
 
 def _split_rows(labels_usable: np.ndarray, n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +132,7 @@ def train_one_epoch(
             n_alpha += 1
         if step_log is not None:
             row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **stats}
-            step_log.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                       for k, v in row.items()}) + "\n")
+            step_log.write(json.dumps(to_data(row)) + "\n")
         if tc.log_every and (step + 1) % tc.log_every == 0:
             rate = (step + 1) / (time.monotonic() - t0)
             _logger.info(
@@ -165,14 +144,6 @@ def train_one_epoch(
     return out
 
 
-def _refuse_existing(run_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Raise unless a non-empty `run_dir` may be resumed or replaced; returns whether it is non-empty."""
-    busy = run_dir.exists() and any(run_dir.iterdir())
-    if busy and not (resume or overwrite):
-        raise ConfigError(f"run folder {run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
-    return busy
-
-
 def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False,
         stop_after: int | None = None) -> dict[str, Any]:
     """Train one seed into `run_dir` and evaluate best.pt on the test split; returns the results dict.
@@ -180,33 +151,31 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     `stop_after` ends training after that many epochs in this call (used to test resume equivalence).
     """
     run_dir = Path(run_dir or cfg.run_dir)
-    busy = _refuse_existing(run_dir, resume, overwrite)
+    busy = prepare_run_dir(run_dir, run_dir.parent if run_dir != cfg.run_dir else Path(cfg.out_dir), resume, overwrite)
     if resume:
         if not busy:
             raise ConfigError(f"--resume: run folder {run_dir} does not exist")
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        if saved != to_dict(cfg):
+        saved = load_run_config(run_dir)
+        if saved != cfg:
             _logger.warning("--resume: the config differs from %s; continuing with the saved one", run_dir / "config.yaml")
-            from rfsense.train.config import config_from_tree
-
-            cfg = config_from_tree(saved)
+            cfg = saved
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
     data = open_run_pack(cfg)  # before --overwrite deletes anything: a bad data root leaves the old run intact
     if overwrite and busy:
-        shutil.rmtree(run_dir)
+        remove_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_tree(cfg), sort_keys=False))
     train, test = data.split("train"), data.split("test")
     train_rows, val_rows = _split_rows(train.usable.any(axis=1), len(train), tc.val_fraction, tc.seed)
     if len(train_rows) == 0:
         raise DataError(f"no usable training samples in {data.path}")
 
     torch.manual_seed(tc.seed)
-    model_cfg = model_config_from_dict(dict(cfg.model))
+    model_cfg = cfg.model
     model = build_model(model_cfg)
     model.set_norm_stats(data.stats.mean, data.stats.std)
     model.to(device)
@@ -242,11 +211,11 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
             row = {"epoch": epoch + 1, **stats, "lr": scheduler.get_last_lr()[0],
                    "val": {k: v["acc"] for k, v in val.items()}, "val_mean": score if val else None,
                    "seconds": round(time.monotonic() - t0, 2)}
-            mlog.write(json.dumps(_finite(row)) + "\n")
+            mlog.write(json.dumps(to_data(row)) + "\n")
             mlog.flush()
             slog.flush()
             state = {
-                "model": model.state_dict(), "model_config": model_cfg.to_dict(),
+                "model": model.state_dict(), "model_config": to_data(model_cfg),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": max(best, score),
             }
@@ -263,82 +232,15 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     return evaluate_run(run_dir, device=device)
 
 
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN: map non-finite floats to None, recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def load_run_model(run_dir: Path, which: str = "best") -> tuple[torch.nn.Module, RunConfig]:
-    """Rebuild a run's model from its config and checkpoint (state dict only)."""
-    from rfsense.train.config import config_from_tree
-
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise DataError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = config_from_tree(yaml.safe_load(cfg_path.read_text()))
-    state = load_checkpoint(run_dir / f"{which}.pt")
-    model = build_model(model_config_from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, cfg
-
-
-def evaluate_run(run_dir: str | Path, device: torch.device | str = "cpu", which: str = "best") -> dict[str, Any]:
-    """Evaluate a finished run's checkpoint on the test split; writes results.json and results.txt.
-
-    A folder of seed runs (seed*/ with results) is aggregated into mean ± std instead.
-    """
-    run_dir = Path(run_dir)
-    seed_dirs = sorted(p for p in run_dir.glob("seed*") if (p / "config.yaml").is_file())
-    if seed_dirs and not (run_dir / "config.yaml").is_file():
-        results = [evaluate_run(p, device, which) for p in seed_dirs]
-        agg = aggregate_seeds(results)
-        agg["seeds"] = [p.name for p in seed_dirs]
-        return _write_results(run_dir, agg, title=f"{run_dir.name} ({len(seed_dirs)} seeds)")
-    model, cfg = load_run_model(run_dir, which)
-    device = torch.device(device)
-    model.to(device)
-    data = open_run_pack(cfg)
-    test = data.split("test")
-    subsets = evaluate_subsets(model, test, None, device, cfg.train.eval_batch_size)
-    z, present, labels = collect_embeddings(model, test, device, cfg.train.eval_batch_size)
-    geometry = geometry_diagnostics(z, present, labels, tau=cfg.dagr.tau)
-    result = {
-        "run": str(run_dir),
-        "checkpoint": which,
-        "subsets": {k: v["acc"] for k, v in subsets.items()},
-        "n": {k: v["n"] for k, v in subsets.items()},
-        "geometry": geometry,
-    }
-    return _write_results(run_dir, result, title=run_dir.name)
-
-
-def _write_results(run_dir: Path, result: dict[str, Any], title: str) -> dict[str, Any]:
-    text = subset_table(result["subsets"], title=f"{title}: test accuracy (%)")
-    if result.get("geometry"):
-        text += "\n\n" + geometry_table(result["geometry"])
-    result = _finite(result)
-    atomic_write_json(run_dir / "results.json", result)
-    atomic_write_text(run_dir / "results.txt", text + "\n")
-    result["table"] = text
-    return result
-
-
 def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train one run, or one per seed under RUN/seed<k>/ and aggregate them (mean ± std)."""
     if not seeds:
         return fit(cfg, resume=resume, overwrite=overwrite)
     root = cfg.run_dir
-    _refuse_existing(root, resume, overwrite)
+    busy = prepare_run_dir(root, Path(cfg.out_dir), resume, overwrite)
     open_run_pack(cfg)  # before --overwrite deletes anything (packs once; the seeds reuse it)
-    if overwrite and root.exists():
-        shutil.rmtree(root)
+    if overwrite and busy:
+        remove_run(root)
     results = []
     for seed in seeds:
         seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
@@ -346,4 +248,4 @@ def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, ov
         results.append(fit(seeded, run_dir=sub, resume=resume and sub.exists(), overwrite=False))
     agg = aggregate_seeds(results)
     agg["seeds"] = [f"seed{s}" for s in seeds]
-    return _write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")
+    return write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")

@@ -16,7 +16,6 @@ numbers, None, or the same kind of dict.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ __all__ = [
     "compare_table",
     "geometry_table",
     "subset_table",
-    "summary_json",
 ]
 
 SUBSET_NAMES: tuple[str, ...] = tuple(name for name, _ in SUBSETS)
@@ -465,23 +463,3 @@ def _aggregate_tree(trees: Sequence[Any]) -> Any:
         return {"mean": s.mean, "std": s.std, "values": list(s.values)}
     # Strings and other leaves: kept when every seed agrees, else listed.
     return present[0] if all(t == present[0] for t in present) else list(present)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
-
-
-def summary_json(result: Mapping[str, Any], indent: int = 2) -> str:
-    """Strict JSON text of a result: numpy scalars and arrays become numbers and lists, NaN/Inf
-    become null (json.dumps would write the non-standard NaN), key order is kept."""
-    return json.dumps(_jsonable(result), indent=indent, allow_nan=False)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from rfsense.data.layout import discover, split_samples
+from rfsense.data.normstats import NormAccumulator
 from rfsense.data.pack import open_pack, pack
-from rfsense.data.preprocess import NormAccumulator, PreprocessConfig, preprocess
+from rfsense.data.preprocess import PreprocessConfig, preprocess
 from rfsense.data.validate import load_modality
 from rfsense.errors import DataError
 from rfsense.modalities import MODALITIES
@@ -26,8 +27,7 @@ def test_pack_round_trip_equals_preprocess_on_the_fly(synth_root, synth_pack):
         for i in (0, len(split) - 1):
             for m in MODALITIES:
                 raw = load_modality(samples[name][i].files[m], m)[None]
-                want, ok = preprocess(m, raw, PreprocessConfig())
-                assert ok.all()
+                want = preprocess(m, raw, PreprocessConfig())
                 got = np.asarray(split.arrays[m][i], dtype=np.float32)
                 np.testing.assert_allclose(got, want[0].astype(np.float16).astype(np.float32), rtol=0, atol=0)
 
@@ -93,6 +93,46 @@ def test_bad_file_named_or_skipped(synth_root, tmp_path):
     row = [tuple(k) for k in train.keys].index((1, 2, 3))
     assert train.usable[row].tolist() == [True, False, True]
     assert not np.asarray(train.arrays["wifi"][row]).any()
+
+
+def test_pack_records_quality_counts_and_raw_scales(synth_root, synth_pack):
+    meta = synth_pack.meta
+    assert meta["status_counts"]["train"]["wifi"]["ok"] + meta["status_counts"]["train"]["wifi"]["degraded"] == 32
+    train = synth_pack.split("train")
+    samples = split_samples(discover(synth_root).samples, TINY_SPLIT)["train"]
+    for m in MODALITIES:  # s(m): the std of every raw value of the usable training samples
+        raw = np.stack([load_modality(s.files[m], m) for s in samples]).astype(np.float64)
+        assert synth_pack.raw_std[m] == pytest.approx(raw.std(), rel=1e-9)
+    assert train.usable.all()
+
+
+def test_samples_the_runtime_would_refuse_are_not_trained_on(synth_root, tmp_path):
+    """One bad-data policy: a flat-lined WiFi file is finite and well-shaped, but fails the quality rule."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    np.save(root / "WiFi" / "1_2_3.npy", np.full((270, 1000), 12.0))
+    p = pack(root, tmp_path / "p", spec=TINY_SPLIT)
+    train = p.split("train")
+    row = [tuple(k) for k in train.keys].index((1, 2, 3))
+    assert train.usable[row].tolist() == [True, False, True]
+    assert p.meta["status_counts"]["train"]["wifi"]["failed"] == 1
+
+
+def test_two_packers_of_one_folder_do_not_collide(synth_root, tmp_path):
+    import subprocess
+    import sys
+
+    code = (f"from rfsense.data.pack import pack; from tests.conftest import TINY_SPLIT; "
+            f"print(pack({str(synth_root)!r}, {str(tmp_path / 'p')!r}, spec=TINY_SPLIT).meta['fingerprint'])")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    assert outs[0][0] == outs[1][0] and (tmp_path / "p" / "pack.json").is_file()
+    assert not (tmp_path / "p.partial").exists()
 
 
 def test_open_pack_errors(tmp_path):

@@ -15,7 +15,6 @@ reference of the same computation.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from rfsense.config import to_data
 from rfsense.data.classes import CLASS_NAMES
 from rfsense.data.preprocess import PreprocessConfig
-from rfsense.deploy.health import HealthConfig
+from rfsense.data.quality import QualityConfig
+from rfsense.deploy.manifest import FORMAT, input_specs, write_manifest
 from rfsense.modalities import MODALITIES, N_CLASSES, SHAPES
 
 # Deterministic weights: smooth, distinct patterns per row; presence rows push classes 10, 20, 30 up so
@@ -88,30 +89,28 @@ class ToyModel:
     manifest: dict[str, Any]
 
 
-def write_toy_model(folder: Path, name: str = "toy", health: HealthConfig | None = None) -> ToyModel:
+def write_toy_model(folder: Path, name: str = "toy", health: QualityConfig | None = None) -> ToyModel:
     """Write `<name>.onnx` and its manifest `<name>.json` (correct sha256) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.onnx"
     data = build_toy_onnx().SerializeToString()
     path.write_bytes(data)
-    inputs: dict[str, Any] = {m: {"shape": ["batch", *SHAPES[m]], "dtype": "float32"} for m in MODALITIES}
-    inputs["present"] = {"shape": ["batch", 3], "dtype": "bool"}
     manifest = {
-        "format": "rfsense-onnx/1",
+        "format": FORMAT,
         "model_file": path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
-        "inputs": inputs,
+        "inputs": input_specs(),
         "outputs": {"logits": {"shape": ["batch", N_CLASSES], "dtype": "float32"}},
         "modalities": list(MODALITIES),
         "class_names": list(CLASS_NAMES),
-        "preprocessing": PreprocessConfig().to_dict(),
-        "health": (health or HealthConfig()).to_dict(),
+        "preprocessing": to_data(PreprocessConfig()),
+        "health": to_data(health or QualityConfig()),
         "run": {"name": "toy", "preset": "none"},
         "metrics": {},
         "parity": {},
     }
     mpath = folder / f"{name}.json"
-    mpath.write_text(json.dumps(manifest, indent=2))
+    write_manifest(mpath, manifest)
     return ToyModel(path, mpath, manifest)
 
 

@@ -7,15 +7,25 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
 from rfsense.cli import main
-from rfsense.deploy.export import export_run, onnx_operator_profile
+from rfsense.deploy.export import export_run
 from rfsense.deploy.runtime import Runtime
 from rfsense.errors import ModelFileError
 from rfsense.modalities import SUBSETS
 from tests.conftest import RECORDINGS, tiny_config
+
+
+def onnx_operator_profile(path) -> dict:
+    """Operator multiset and parameter count of an ONNX model (DAGR must leave no trace here)."""
+    model = onnx.load(str(path))
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {"ops": dict(sorted(ops.items())), "n_params": int(sum(np.prod(t.dims) for t in model.graph.initializer))}
 
 MANIFEST_KEYS = {
     "format", "model_file", "sha256", "inputs", "outputs", "modalities", "class_names", "preprocessing", "health",
@@ -115,7 +125,7 @@ def test_dagr_leaves_no_trace(trained_run, synth_root, tmp_path):
     assert pa == pb and pa["n_params"] > 0
     # The training-only unimodal heads are not in the graph: its parameters are the model's minus theirs
     # (constants the exporter folds can only add a few scalars, never a head's 55 x d weight).
-    from rfsense.train.loop import load_run_model
+    from rfsense.train.rundir import load_run_model
 
     model, _ = load_run_model(trained_run)
     heads = sum(p.numel() for p in model.unimodal_heads.parameters())

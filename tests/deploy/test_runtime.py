@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rfsense.data.preprocess import preprocess
+from rfsense.data.quality import QualityConfig
 from rfsense.deploy import (
-    HealthConfig,
     Prediction,
     ProviderError,
     Runtime,
@@ -28,7 +28,7 @@ from rfsense.deploy import (
     manifest_path_for,
     softmax,
 )
-from rfsense.deploy import runtime as runtime_mod
+from rfsense.deploy import session as session_mod
 from rfsense.errors import ConfigError, DataError, ModelFileError
 from rfsense.modalities import MODALITIES, N_CLASSES, SHAPES
 
@@ -48,7 +48,7 @@ def _reference_probs(raw: dict[str, np.ndarray | None], present: np.ndarray, toy
     for j, m in enumerate(MODALITIES):
         feeds[m] = np.zeros((n, *SHAPES[m]), dtype=np.float32)
         if raw.get(m) is not None and present[:, j].any():
-            y, _ = preprocess(m, raw[m])
+            y = preprocess(m, raw[m])
             feeds[m][present[:, j]] = y[present[:, j]]
     return softmax(toy_logits(feeds, present))
 
@@ -93,7 +93,7 @@ def test_loads_and_reports_cpu(toy_model):
     assert rt.providers == ["CPUExecutionProvider"]
     assert rt.n_classes == N_CLASSES and rt.class_names == toy_model.manifest["class_names"]
     assert rt.session.get_session_options().intra_op_num_threads == 1
-    assert rt.health == HealthConfig()
+    assert rt.health == QualityConfig()
 
 
 def test_sha256_mismatch_is_refused(toy_model):
@@ -134,7 +134,7 @@ def test_missing_model(tmp_path):
         (lambda m: json.dumps({**m, "preprocessing": {"wifi": {"lowpas_hz": 1}}}), "unknown key 'preprocessing.wifi.lowpas_hz'"),
         (lambda m: json.dumps({**m, "sha256": "abc"}), "64 hex digits"),
         (lambda m: json.dumps({**m, "inputs": {**m["inputs"], "wifi": {"shape": ["batch", 270, 999], "dtype": "float32"}}}),
-         r"preprocessing gives wifi \(270, 1000\)"),
+         r"inputs.wifi.shape is \['batch', 270, 999\]; expected \['batch', 270, 1000\]"),
     ],
 )
 def test_malformed_manifest_is_refused(toy_model, edit, match):
@@ -167,7 +167,7 @@ def test_auto_on_this_cpu_machine_is_quiet_and_cpu(toy_model):
 
 
 def test_cuda_on_this_cpu_machine_is_a_clear_error(toy_model, capfd):
-    usable, why = runtime_mod.cuda_device_usable()
+    usable, why = session_mod.cuda_device_usable()
     if usable:
         pytest.skip("a CUDA device is usable here")
     with pytest.raises(ProviderError, match="CUDA was requested but cannot be used on this machine") as info:
@@ -179,10 +179,10 @@ def test_cuda_on_this_cpu_machine_is_a_clear_error(toy_model, capfd):
 def test_cuda_that_falls_back_is_detected_without_spam(toy_model, monkeypatch, capfd, caplog):
     # Pretend the probe found a GPU: onnxruntime-gpu then really tries CUDA on this CPU-only box and
     # falls back; the runtime must notice from session.get_providers() and keep stderr clean.
-    monkeypatch.setattr(runtime_mod, "cuda_device_usable", lambda: (True, ""))
-    if "CUDAExecutionProvider" not in runtime_mod.ort.get_available_providers():
+    monkeypatch.setattr(session_mod, "cuda_device_usable", lambda: (True, ""))
+    if "CUDAExecutionProvider" not in session_mod.ort.get_available_providers():
         pytest.skip("this onnxruntime build has no CUDA provider to try")
-    with caplog.at_level(logging.WARNING, logger="rfsense.deploy.runtime"):
+    with caplog.at_level(logging.WARNING, logger="rfsense.deploy.session"):
         rt = Runtime(toy_model.path, providers="auto")
     if "CUDAExecutionProvider" in rt.providers:
         pytest.skip("CUDA really works here")

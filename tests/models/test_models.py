@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rfsense.config import to_data
 from rfsense.errors import ConfigError
 from rfsense.modalities import MODALITIES, N_CLASSES, SHAPES, SUBSETS, subset_mask
 from rfsense.models import (
@@ -22,7 +23,7 @@ from rfsense.models import (
     _registry,
     build_model,
     list_presets,
-    model_config_from_dict,
+    model_config,
 )
 from rfsense.models._registry import register_preset
 
@@ -249,32 +250,34 @@ def test_registering_a_taken_name_fails() -> None:
 
 def test_config_unknown_key_names_it_and_lists_allowed() -> None:
     with pytest.raises(ConfigError) as err:
-        model_config_from_dict({"preset": "edge", "dpth": 3})
+        model_config({"preset": "edge", "dpth": 3})
     msg = str(err.value)
     assert "'model.dpth'" in msg and "allowed:" in msg
     assert all(f.name in msg for f in dataclasses.fields(ModelConfig))
 
 
 def test_config_from_dict_starts_from_the_preset() -> None:
-    cfg = model_config_from_dict({"preset": "xfi", "depth": 2, "wifi_widths": [8, 16], "dropout": 0})
+    cfg = model_config({"preset": "xfi", "depth": 2, "wifi_widths": [8, 16], "dropout": 0})
     assert cfg.d == 512 and cfg.depth == 2 and cfg.wifi_widths == (8, 16) and cfg.dropout == 0.0
-    assert model_config_from_dict({}) == build_model("edge").config
-    assert model_config_from_dict(cfg.to_dict()) == cfg
+    assert model_config({}) == build_model("edge").config
+    assert model_config(to_data(cfg)) == cfg
 
 
 @pytest.mark.parametrize(
     ("values", "match"),
     [
-        ({"depth": "2"}, "model.depth: expected int"),
+        ({"depth": "2"}, "model.depth: must be a valid integer"),
         ({"d": 100, "heads": 8}, "divisible"),
-        ({"stem": "vit"}, "stem must be one of"),
-        ({"share_depth": 1}, "expected bool"),
+        ({"stem": "vit"}, "model.stem: must be 'patch' or 'resnet'"),
+        ({"share_depth": 1}, "model.share_depth: must be a valid boolean"),
+        ({"dropout": 1.0}, "model.dropout: must be less than 1"),
+        ({"mmwave_widths": []}, "model.mmwave_widths"),
         ({"preset": "edg"}, "unknown preset"),
     ],
 )
 def test_config_rejects_bad_values(values: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        model_config_from_dict(values)
+        model_config(values)
 
 
 def test_build_model_overrides() -> None:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rfsense.config import from_data
 from rfsense.errors import ConfigError
 from rfsense.train.dagr import (
     DagrConfig,
@@ -22,7 +23,6 @@ from rfsense.train.dagr import (
     _dispersion,
     anchoring_loss,
     dagr_backward,
-    dagr_config_from_dict,
     dispersion_loss,
     pareto_alpha,
 )
@@ -416,13 +416,17 @@ def test_dagr_backward_on_rfsensenet_both_spaces() -> None:
 
 def test_dagr_config_validation() -> None:
     assert DagrConfig() == DagrConfig(True, "pareto", "params", 2.0, 0.25, 0.1, 0.1, 0.1)
-    with pytest.raises(ConfigError, match="mode must be one of pareto, fixed"):
-        DagrConfig(mode="pcgrad")
-    with pytest.raises(ConfigError, match="t must be a finite number > 0"):
-        DagrConfig(t=0)
+    with pytest.raises(ConfigError, match="dagr.mode: must be 'pareto' or 'fixed'"):
+        from_data(DagrConfig, {"mode": "pcgrad"}, "dagr")
+    with pytest.raises(ConfigError, match="dagr.t: must be greater than 0"):
+        from_data(DagrConfig, {"t": 0}, "dagr")
+    with pytest.raises(ConfigError, match="dagr.beta: must be a finite number"):
+        from_data(DagrConfig, {"beta": float("inf")}, "dagr")
     with pytest.raises(ConfigError, match=r"unknown key 'dagr.lamda_d'; allowed: .*lambda_d"):
-        dagr_config_from_dict({"lamda_d": 0.1})
-    assert dagr_config_from_dict({"tau": 0, "mode": "fixed"}) == DagrConfig(tau=0.0, mode="fixed")
+        from_data(DagrConfig, {"lamda_d": 0.1}, "dagr")
+    assert from_data(DagrConfig, {"tau": 0, "mode": "fixed"}) == DagrConfig(tau=0.0, mode="fixed")
+    with pytest.raises(ValueError):  # direct construction is validated too
+        DagrConfig(t=-1.0)
 
 
 # --------------------------------------------------------------------------------------- pairing

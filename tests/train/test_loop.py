@@ -11,7 +11,8 @@ from rfsense.errors import ConfigError, DataError
 from rfsense.modalities import SUBSETS
 from rfsense.train.batches import sample_presence
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
-from rfsense.train.loop import evaluate_run, fit, run
+from rfsense.train.evaluate import evaluate_run
+from rfsense.train.loop import fit, run
 from tests.conftest import tiny_config
 
 LEARN_EPOCHS = 12

@@ -8,9 +8,10 @@ import re
 import numpy as np
 import pytest
 
+from rfsense.config import to_data
 from rfsense.modalities import MODALITIES, SUBSETS
 from rfsense.train.diagnostics import geometry_diagnostics
-from rfsense.train.report import aggregate_seeds, compare_table, geometry_table, subset_table, summary_json
+from rfsense.train.report import aggregate_seeds, compare_table, geometry_table, subset_table
 
 NAMES = [name for name, _ in SUBSETS]
 # X-Fi's row of Table 4 as fractions.
@@ -206,7 +207,7 @@ def test_aggregate_seeds_means_stds_and_values() -> None:
     assert "RF" not in agg["subsets"]
     assert agg["geometry"]["drift"]["mean"] == pytest.approx(0.6)
     assert agg["geometry"]["effective_rank"]["wifi"]["values"] == [3.0, 5.0]  # None skipped
-    json.loads(summary_json(agg))
+    json.loads(json.dumps(to_data(agg), allow_nan=False))
 
 
 def test_aggregate_seeds_of_real_diagnostics_keeps_the_structure() -> None:
@@ -222,7 +223,8 @@ def test_aggregate_seeds_needs_results() -> None:
         aggregate_seeds([])
 
 
-def test_summary_json_is_strict() -> None:
-    text = summary_json({"a": np.float32(0.5), "b": np.arange(3), "c": float("nan"), "d": np.bool_(True)})
+def test_json_safe_conversion_is_strict() -> None:
+    text = json.dumps(to_data({"a": np.float32(0.5), "b": np.arange(3), "c": float("nan"), "d": np.bool_(True)}),
+                      allow_nan=False)
     assert json.loads(text) == {"a": 0.5, "b": [0, 1, 2], "c": None, "d": True}
     assert "NaN" not in text

@@ -1,0 +1,108 @@
+"""The per-modality pipelines and `preprocess`, the one function training (through the packer) and the
+runtime both call.
+
+- wifi  (B, 270, 1000) amplitude: Hampel outlier removal along time -> zero-phase Butterworth low-pass
+  (`sosfiltfilt`, fs=200 Hz) -> optional static-path removal.
+- rfid  (B, 23, 148) wrapped phase: pi-ambiguity folding (unwrap 2*phase, halve) or plain unwrap
+  -> per-tag offset removal (median).
+- mmwave (B, 17, 256, 128) heatmap: sign-preserving log1p -> per-sample percentile clip and/or absolute clip.
+
+Input is expected to be assessed first (`rfsense.data.quality.assess`: NaN/Inf repaired or the sample
+failed); values that are still non-finite are not hidden here, they propagate, so a caller that skips the
+checks sees them (the stress suite's "health off" path relies on this).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+from rfsense.data.preprocess.config import MmwavePrep, PreprocessConfig, RfidPrep, WifiPrep
+from rfsense.data.preprocess.kernels import butter_lowpass, hampel
+from rfsense.modalities import MODALITIES, canonical_batch, expected_shape
+
+__all__ = ["preprocess"]
+
+
+def _wifi(x: np.ndarray, cfg: WifiPrep) -> np.ndarray:
+    """(B, 270, T) amplitude -> (B, 270, T)."""
+    y = hampel(x, cfg.hampel_window, cfg.hampel_sigmas)
+    if cfg.lowpass_hz is not None:
+        y = signal.sosfiltfilt(butter_lowpass(cfg.order, cfg.lowpass_hz, cfg.fs), y, axis=-1)
+    if cfg.remove_static:
+        y = y - np.median(y, axis=-1, keepdims=True)
+    return y
+
+
+def _rfid(x: np.ndarray, cfg: RfidPrep) -> np.ndarray:
+    """(B, 23, 148) wrapped phase (radians) -> processed phase."""
+    period = np.pi if cfg.fix_jumps else 2 * np.pi
+    y = np.unwrap(2.0 * x, axis=-1) / 2.0 if cfg.fix_jumps else np.unwrap(x, axis=-1)
+    if not cfg.unwrap:
+        y = np.mod(y, period)
+    if cfg.remove_offset:
+        y = y - np.median(y, axis=-1, keepdims=True)
+    return y
+
+
+def _mmwave(x: np.ndarray, cfg: MmwavePrep) -> np.ndarray:
+    """(B, 17, 256, 128) heatmap -> compressed, clipped heatmap (float32).
+
+    One sample (2.2 MB in float32) at a time with in-place operations: the passes then run in
+    cache, measured ~1.7x faster than whole-batch passes at B=32.
+    """
+    out = np.empty(x.shape, np.float32)
+    if cfg.clip_percentile is not None and cfg.clip_percentile < 100:
+        n = out[0].size
+        # Nearest-rank percentile via np.partition: one O(n) selection per sample, no interpolation,
+        # so the clip level is always an actual value of the sample.
+        kth: int | None = int(round(cfg.clip_percentile / 100 * (n - 1)))
+    else:
+        kth = None
+    for b in range(len(x)):
+        y = out[b]
+        y[...] = x[b]
+        if cfg.log:
+            a = np.abs(y)
+            np.log1p(a, out=a)
+            np.copysign(a, y, out=y)
+        if kth is not None:
+            hi = np.partition(y.ravel(), kth)[kth]
+            np.minimum(y, hi, out=y)
+        if cfg.clip_max is not None:
+            np.minimum(y, np.float32(cfg.clip_max), out=y)
+    return out
+
+
+def preprocess(modality: str, x: npt.ArrayLike, cfg: PreprocessConfig | None = None) -> npt.NDArray[np.float32]:
+    """Preprocess a batch of one modality; deterministic, per-sample independent.
+
+    Args:
+        modality: "mmwave", "wifi" or "rfid".
+        x: (B, *SHAPES[modality]) real array of any float or integer dtype; mmwave may be (B, 1, 17, 256, 128).
+        cfg: settings; the same object must be used in training and deployment (manifest).
+
+    Returns:
+        float32 (B, *SHAPES[modality]).
+
+    Raises:
+        ValueError: unknown modality, wrong shape (message names both shapes) or non-real dtype.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality '{modality}'; expected one of {', '.join(MODALITIES)}")
+    cfg = cfg or PreprocessConfig()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{modality} batch has dtype {arr.dtype}; expected a real float (or integer) array")
+    batch = canonical_batch(modality, arr)  # type: ignore[arg-type]
+    if batch is None:
+        raise ValueError(f"{modality} batch has shape {arr.shape}; expected {expected_shape(modality, batch=True)}")  # type: ignore[arg-type]
+    if modality == "mmwave":
+        y = _mmwave(batch, cfg.mmwave)
+    elif modality == "wifi":
+        y = _wifi(batch.astype(np.float64, copy=False), cfg.wifi)
+    else:
+        y = _rfid(batch.astype(np.float64, copy=False), cfg.rfid)
+    with np.errstate(over="ignore"):  # finite float64 beyond float32's range becomes inf: callers check
+        return np.asarray(y, dtype=np.float32)
