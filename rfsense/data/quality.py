@@ -40,7 +40,7 @@ import numpy.typing as npt
 from rfsense.config import Fraction, NonNegativeFloat, schema
 from rfsense.modalities import SHAPES, TIME_AXIS, Modality
 
-__all__ = ["STATUSES", "USABLE", "Assessment", "QualityConfig", "assess", "time_last"]
+__all__ = ["STATUSES", "USABLE", "Assessment", "QualityConfig", "assess", "repair_nonfinite", "repairable", "time_last"]
 
 STATUSES = ("ok", "degraded", "repaired", "failed", "absent")
 USABLE = ("ok", "degraded", "repaired")
@@ -176,6 +176,45 @@ def _repair(series: np.ndarray, valid: np.ndarray, period: float | None) -> np.n
     return rows.reshape(b, c, t_len)
 
 
+def _nonfinite_extent(finite: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample of a (B, C, T) finite mask: share of bad values, longest bad run, the channel holding it."""
+    bad_frac = 1.0 - finite.mean(axis=(1, 2))
+    gaps = np.zeros(len(finite), dtype=np.int64)
+    where = np.zeros(len(finite), dtype=np.int64)
+    damaged = np.flatnonzero(bad_frac > 0)
+    if damaged.size:
+        runs = _longest_run(~finite[damaged])  # (k, C)
+        gaps[damaged], where[damaged] = runs.max(axis=1), runs.argmax(axis=1)
+    return bad_frac, gaps, where
+
+
+def repairable(lost: np.ndarray, cfg: QualityConfig | None = None) -> npt.NDArray[np.bool_]:
+    """Whether check 1 would repair samples whose (B, C, T) values are missing at `lost` (else: failed)."""
+    cfg = cfg or QualityConfig()
+    bad_frac, gaps, _ = _nonfinite_extent(~lost)
+    return (bad_frac <= cfg.max_nonfinite_fraction) & (gaps <= cfg.max_gap_fraction * lost.shape[-1])
+
+
+def repair_nonfinite(
+    modality: Modality, x: np.ndarray, cfg: QualityConfig | None = None, period: float | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Check 1 alone (NaN/Inf), on any (B, *SHAPES[m]) batch, raw or preprocessed: samples within both limits are
+    interpolated along time (circular values with `period`), the others zero-filled and not usable.
+
+    Returns (float64 values, usable bool[B]). Used where the other checks do not apply (preprocessed arrays).
+    """
+    cfg = cfg or QualityConfig()
+    raw = np.array(time_last(modality, np.asarray(x)), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        finite = np.abs(raw) <= _F32_MAX
+    usable = repairable(~finite, cfg)
+    fix = np.flatnonzero(usable & ~finite.all(axis=(1, 2)))
+    if fix.size:
+        raw[fix] = _repair(raw[fix], finite[fix], period)
+    raw[~usable] = 0.0
+    return _from_time_last(modality, raw), usable
+
+
 def _read_validity(modality: Modality, raw: np.ndarray, finite: np.ndarray) -> np.ndarray:
     """Fraction of valid reads per sample of (B, C, T) raw values (see check 5)."""
     if modality == "rfid":
@@ -230,33 +269,23 @@ def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = Non
     validity = _read_validity(modality, raw, finite)
 
     # 1. NaN/Inf: fraction and longest gap per sample; repair the samples within both limits.
-    bad_frac = 1.0 - finite.mean(axis=(1, 2))
-    damaged = np.flatnonzero(bad_frac > 0)
-    failed = np.zeros(n, dtype=bool)
-    if damaged.size:
-        runs = _longest_run(~finite[damaged])  # (k, C)
-        gaps = runs.max(axis=1)
-        repairable = []
-        for k, i in enumerate(damaged):
-            if bad_frac[i] > cfg.max_nonfinite_fraction:
-                reasons[i].append(f"{modality}: {_pct(bad_frac[i])} of values are NaN/Inf "
-                                  f"(limit {_pct(cfg.max_nonfinite_fraction)})")
-            elif gaps[k] > cfg.max_gap_fraction * n_time:
-                reasons[i].append(
-                    f"{modality}: NaN/Inf gap of {gaps[k]}/{n_time} time steps in {unit[:-1]} {int(runs[k].argmax())} "
-                    f"({_pct(gaps[k] / n_time)}, limit {_pct(cfg.max_gap_fraction)})")
-            else:
-                repairable.append(i)
-                continue
-            failed[i] = True
-        if repairable:
-            idx = np.asarray(repairable)
-            period = 2 * np.pi if modality == "rfid" else None
-            raw[idx] = _repair(raw[idx], finite[idx], period)
-            status[idx] = "repaired"
-            for i in idx:
-                reasons[i].append(f"{modality}: repaired {_pct(bad_frac[i])} NaN/Inf values by interpolation "
-                                  f"along time (limit {_pct(cfg.max_nonfinite_fraction)})")
+    bad_frac, gaps, gap_channel = _nonfinite_extent(finite)
+    failed = (bad_frac > cfg.max_nonfinite_fraction) | (gaps > cfg.max_gap_fraction * n_time)
+    repairable = np.flatnonzero((bad_frac > 0) & ~failed)
+    if repairable.size:
+        raw[repairable] = _repair(raw[repairable], finite[repairable], 2 * np.pi if modality == "rfid" else None)
+        status[repairable] = "repaired"
+    for i in np.flatnonzero(bad_frac > 0):
+        if bad_frac[i] > cfg.max_nonfinite_fraction:
+            reasons[i].append(f"{modality}: {_pct(bad_frac[i])} of values are NaN/Inf "
+                              f"(limit {_pct(cfg.max_nonfinite_fraction)})")
+        elif failed[i]:
+            reasons[i].append(
+                f"{modality}: NaN/Inf gap of {gaps[i]}/{n_time} time steps in {unit[:-1]} {gap_channel[i]} "
+                f"({_pct(gaps[i] / n_time)}, limit {_pct(cfg.max_gap_fraction)})")
+        else:
+            reasons[i].append(f"{modality}: repaired {_pct(bad_frac[i])} NaN/Inf values by interpolation "
+                              f"along time (limit {_pct(cfg.max_nonfinite_fraction)})")
     raw[failed] = 0.0  # rows that failed on NaN/Inf still hold NaN; zero them so the statistics stay quiet
 
     # 2-5 on the repaired values, vectorised over the batch.

@@ -287,13 +287,13 @@ def test_preprocessed_gaps_are_repaired_or_the_sample_zeroed():
     raw_gaps = np.isnan(_run("missing", "wifi", np.ones((3, 270, 1000)), 1, ids=np.arange(3)))
     assert ((y != x) <= raw_gaps).all() and (y != x).any()  # only the raw gaps change, by interpolation
     y, ok = apply_preprocessed("missing", "wifi", x, 5, seed=0, sample_ids=[0, 1, 2])
-    assert not ok.any() and (y == 0).all()  # 90% lost > max_repair_fraction 0.2
+    assert not ok.any() and (y == 0).all()  # 90% lost > the quality rule's max_nonfinite_fraction 0.2
 
 
 @pytest.mark.parametrize("m,groups", [("wifi", 1), ("wifi", 3), ("rfid", 23), ("mmwave", 16)])
 def test_fast_gap_repair_equals_the_shared_repair_nonfinite(m, groups):
     from rfsense.data.faults._core import interpolate_gaps
-    from rfsense.data.preprocess import repair_nonfinite
+    from rfsense.data.quality import QualityConfig, repair_nonfinite
 
     x = PRE[m].astype(np.float64)
     t_len = x.shape[2] if m != "mmwave" else x.shape[1]
@@ -306,9 +306,13 @@ def test_fast_gap_repair_equals_the_shared_repair_nonfinite(m, groups):
         w4[np.moveaxis(lost, 1, 2)] = np.nan
     else:
         w4.transpose(0, 1, 3, 2)[lost] = np.nan
-    want, ok_want = repair_nonfinite(want, 0.2, time_axis=1 if m == "mmwave" else -1)
-    got, ok = interpolate_gaps(m, x.copy(), lost, PreprocessConfig())
+    quality = QualityConfig(max_gap_fraction=1.0)  # the fraction rule alone: every pattern above is repairable by gaps
+    holey = want.copy()
+    want, ok_want = repair_nonfinite(m, holey, quality)
+    got, ok = interpolate_gaps(m, x.copy(), lost, PreprocessConfig(), quality)
     assert (ok == ok_want).all() and (ok == [True, True, False]).all()
+    strict = QualityConfig()  # with the gap rule: the same verdicts as the shared function, whatever they are
+    assert (interpolate_gaps(m, x.copy(), lost, PreprocessConfig(), strict)[1] == repair_nonfinite(m, holey, strict)[1]).all()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -316,22 +320,19 @@ def test_raw_and_preprocessed_variants_draw_the_same_corruption():
     # RFID masked tags: the raw fault's zero rows come out of preprocessing exactly as the variant's zero rows.
     raw = RAW["rfid"][:3]
     ids = [3, 4, 5]
-    pre_of_raw, _ = preprocess("rfid", apply_fault("dropout-input", "rfid", raw, 3, seed=2, sample_ids=ids))
-    variant, _ = apply_preprocessed("dropout-input", "rfid", preprocess("rfid", raw)[0], 3, seed=2, sample_ids=ids)
+    pre_of_raw = preprocess("rfid", apply_fault("dropout-input", "rfid", raw, 3, seed=2, sample_ids=ids))
+    variant, _ = apply_preprocessed("dropout-input", "rfid", preprocess("rfid", raw), 3, seed=2, sample_ids=ids)
     assert ((pre_of_raw == 0).all(axis=2) == (variant == 0).all(axis=2)).all()
     mm = RAW["mmwave"][:2]
-    pre_of_raw, _ = preprocess("mmwave", apply_fault("dropped-frames", "mmwave", mm, 2, seed=0, sample_ids=[0, 1]))
-    variant, _ = apply_preprocessed("dropped-frames", "mmwave", preprocess("mmwave", mm)[0], 2, seed=0, sample_ids=[0, 1])
+    pre_of_raw = preprocess("mmwave", apply_fault("dropped-frames", "mmwave", mm, 2, seed=0, sample_ids=[0, 1]))
+    variant, _ = apply_preprocessed("dropped-frames", "mmwave", preprocess("mmwave", mm), 2, seed=0, sample_ids=[0, 1])
     assert ((pre_of_raw == 0).all(axis=(2, 3)) == (variant == 0).all(axis=(2, 3))).all()
 
 
-def test_preprocessed_wifi_with_resampling_uses_its_own_time_axis():
-    prep = PreprocessConfig.from_dict({"wifi": {"resample_to": 500}})
+def test_preprocessed_batch_of_the_wrong_shape_is_refused():
     x = np.random.default_rng(0).uniform(1, 2, (2, 270, 500)).astype(np.float32)
-    y, ok = apply_preprocessed("bursty-loss", "wifi", x, 3, seed=0, sample_ids=[0, 1], prep=prep)
-    assert y.shape == x.shape and ok.all() and (y != x).any()
     with pytest.raises(DataError, match="expected"):
-        apply_preprocessed("bursty-loss", "wifi", PRE["wifi"], 3, seed=0, sample_ids=[0, 1, 2], prep=prep)
+        apply_preprocessed("bursty-loss", "wifi", x, 3, seed=0, sample_ids=[0, 1])
 
 
 # --------------------------------------------------------------------------------------------------

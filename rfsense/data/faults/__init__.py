@@ -36,7 +36,7 @@ mmWave frame an all-NaN frame, a missed RFID read a repeat of the tag's previous
 Preprocessed variants (`apply_preprocessed`, `apply_joint_preprocessed`) act on what the packer stores
 (`rfsense.data.preprocess.preprocess` output under a given PreprocessConfig) for fault-aware training, with
 the same per-sample draws as the raw faults: gaps are left as the runtime's repair would leave them
-(interpolated along time, or the sample zeroed and reported unusable beyond `prep.max_repair_fraction`), RFID
+(interpolated along time, or the sample zeroed and reported unusable where the quality rule fails it), RFID
 holds are kept (and each tag's median removed again, as preprocessing does last), channels are zeroed, noise is
 scaled by that domain's std. The health checks' other verdicts (gap length, flat lines, saturation, valid
 reads) are not simulated there: the stress runner measures them on raw streams, and training already drops
@@ -75,6 +75,7 @@ from rfsense.data.faults._core import (
 )
 from rfsense.data.faults.joint import JointCtx
 from rfsense.data.preprocess import PreprocessConfig
+from rfsense.data.quality import QualityConfig
 from rfsense.errors import ConfigError, DataError
 from rfsense.modalities import MODALITIES
 
@@ -163,6 +164,7 @@ def _run_stream(
     scale: float | Mapping[str, float] | None,
     domain: Domain,
     prep: PreprocessConfig,
+    quality: QualityConfig = QualityConfig(),
 ) -> tuple[np.ndarray, np.ndarray]:
     fault = _stream_fault(name, modality, domain)
     severity = check_severity(severity, name)
@@ -173,7 +175,7 @@ def _run_stream(
     usable = np.ones(len(y), dtype=bool)
     if severity > 0 and len(y):
         rngs = sample_rngs(seed, ids, name, MODALITIES.index(modality))  # type: ignore[arg-type]
-        ctx = Ctx(modality, severity, fault.values[severity - 1], rngs, domain, prep, s)
+        ctx = Ctx(modality, severity, fault.values[severity - 1], rngs, domain, prep, s, quality)
         assert fault.fn is not None
         y, ok = fault.fn(y, ctx)
         if ok is not None:
@@ -226,25 +228,26 @@ def apply_preprocessed(
     sample_ids: npt.ArrayLike,
     scale: float | Mapping[str, float] | None = None,
     prep: PreprocessConfig | None = None,
+    quality: QualityConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corrupt one modality of a batch of preprocessed arrays (what the packer stores) for fault-aware training.
 
     Args:
         name, modality, severity, seed, sample_ids: as in `apply_fault`; the same sample gets the same draws.
-        x: (B, *output_shape(modality, prep)) preprocessed batch, any float dtype (float16 packs keep float16).
+        x: (B, *SHAPES[modality]) preprocessed batch, any float dtype (float16 packs keep float16).
         scale: s(m) in the preprocessed domain; required by "gaussian".
         prep: the PreprocessConfig the arrays were made with (the pack's); default PreprocessConfig().
 
     Returns:
         (new array of the same shape and dtype, usable bool[B]): usable is False for samples the runtime's
-        repair would zero (non-finite share above prep.max_repair_fraction); their rows are zeros.
+        repair would fail (`quality`: the pack's QualityConfig); their rows are zeros.
 
     Raises:
         ConfigError: as `apply_fault`, or a fault with no preprocessed variant (the message says why).
         DataError: wrong shape or dtype of `x`, bad sample ids.
     """
-    prep = prep or PreprocessConfig()
-    return _run_stream(name, modality, x, severity, seed, sample_ids, scale, "preprocessed", prep)
+    return _run_stream(name, modality, x, severity, seed, sample_ids, scale, "preprocessed",
+                       prep or PreprocessConfig(), quality or QualityConfig())
 
 
 def _run_joint(
@@ -256,6 +259,7 @@ def _run_joint(
     targets: str | tuple[str, ...] | list[str] | None,
     domain: Domain,
     prep: PreprocessConfig,
+    quality: QualityConfig = QualityConfig(),
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     fault = get_fault(name)
     if fault.kind != "joint":
@@ -293,7 +297,7 @@ def _run_joint(
     if severity > 0 and n:
         rngs = {m: sample_rngs(seed, ids, name, j) for j, m in enumerate(MODALITIES) if m in chosen}
         rngs["sample"] = sample_rngs(seed, ids, name, len(MODALITIES))
-        ctx = JointCtx(severity, fault.values[severity - 1], rngs, domain, prep)
+        ctx = JointCtx(severity, fault.values[severity - 1], rngs, domain, prep, quality)
         assert fault.fn is not None
         arrays, usable = fault.fn(arrays, chosen, ctx)
         if domain == "preprocessed" and "rfid" in chosen:
@@ -342,14 +346,16 @@ def apply_joint_preprocessed(
     sample_ids: npt.ArrayLike,
     targets: str | tuple[str, ...] | list[str] | None = None,
     prep: PreprocessConfig | None = None,
+    quality: QualityConfig | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """`apply_joint` on preprocessed arrays (B, *output_shape(m, prep)) for fault-aware training.
+    """`apply_joint` on preprocessed arrays (B, *SHAPES[m]) for fault-aware training.
 
     Returns:
         (streams, usable bool (B, 3)): usable is False where the sensor is lost or the runtime's repair would
         zero it; those rows are zeros.
     """
-    return _run_joint(name, streams, severity, seed, sample_ids, targets, "preprocessed", prep or PreprocessConfig())
+    return _run_joint(name, streams, severity, seed, sample_ids, targets, "preprocessed", prep or PreprocessConfig(),
+                      quality or QualityConfig())
 
 
 def feature_dropout_mask(

@@ -12,9 +12,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from rfsense.data.preprocess import PreprocessConfig, output_shape, repair_nonfinite
+from rfsense.data.preprocess import PreprocessConfig
+from rfsense.data.quality import QualityConfig, repair_nonfinite, repairable
 from rfsense.errors import ConfigError, DataError
-from rfsense.modalities import MODALITIES, TIME_AXIS, canonical_batch, expected_shape
+from rfsense.modalities import MODALITIES, SHAPES, TIME_AXIS, canonical_batch, expected_shape
 
 # Every XRF55 sample covers 5 s (mmWave 17 steps, WiFi 1000 packets at 200 Hz, RFID 148 read slots).
 WINDOW_S = 5.0
@@ -204,7 +205,7 @@ def as_batch(
                 f"expected {expected_shape(modality, batch=True)}"  # type: ignore[arg-type]
             )
     else:
-        want = output_shape(modality, prep)
+        want = SHAPES[modality]  # type: ignore[index]
         if arr.ndim < 1 or arr.shape[1:] != want:
             raise DataError(
                 f"preprocessed {modality} batch for fault '{name}' has shape {arr.shape}; expected "
@@ -242,6 +243,7 @@ class Ctx:
     domain: Domain
     prep: PreprocessConfig
     scale: float | None = None
+    quality: QualityConfig = QualityConfig()  # the repair rule the preprocessed variants emulate
 
     @property
     def level(self) -> int:
@@ -347,12 +349,12 @@ def reoffset_rfid(y: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
     return y
 
 
-def _repair_nonfinite(modality: str, y: np.ndarray, prep: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The runtime's repair of NaN/Inf in a preprocessed batch (the shared `repair_nonfinite`), in y's dtype."""
+def _repair_nonfinite(
+    modality: str, y: np.ndarray, prep: PreprocessConfig, quality: QualityConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The runtime's repair of NaN/Inf (`rfsense.data.quality.repair_nonfinite`) on a preprocessed batch, in y's dtype."""
     period = rfid_period("preprocessed", prep) if modality == "rfid" else None
-    fixed, usable = repair_nonfinite(
-        y, prep.max_repair_fraction, time_axis=TIME_AXIS[modality] + 1, period=period  # type: ignore[index]
-    )
+    fixed, usable = repair_nonfinite(modality, y, quality, period=period)  # type: ignore[arg-type]
     return fixed.astype(y.dtype, copy=False), usable
 
 
@@ -371,7 +373,7 @@ def _neighbours(lost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def interpolate_gaps(
-    modality: str, y: np.ndarray, lost: np.ndarray, prep: PreprocessConfig
+    modality: str, y: np.ndarray, lost: np.ndarray, prep: PreprocessConfig, quality: QualityConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """In place on a preprocessed batch: what the runtime's repair leaves of values lost at `lost`.
 
@@ -382,13 +384,13 @@ def interpolate_gaps(
             of 16 range bins), lost at step t.
 
     Same result as setting them NaN and calling `repair_nonfinite` (linear interpolation along time between
-    the nearest kept steps, edges held; a sample whose lost share exceeds prep.max_repair_fraction is zeroed
-    and unusable), but one vectorised gather instead of a per-sample loop (32 mmWave samples: ~1 s -> ~0.05 s). Samples
+    the nearest kept steps, edges held; a sample the quality rule would fail — lost share above
+    quality.max_nonfinite_fraction or a gap longer than quality.max_gap_fraction — is zeroed and unusable), but one vectorised gather instead of a per-sample loop (32 mmWave samples: ~1 s -> ~0.05 s). Samples
     with a group lost at every step, and wrapped RFID phase, take the shared function itself.
     Returns (y, usable[B]).
     """
     n, g, t_len = lost.shape
-    usable = lost.mean(axis=(1, 2)) <= prep.max_repair_fraction
+    usable = repairable(lost, quality)
     empty = lost.all(axis=2)  # (B, G): repair_nonfinite fills such rows with the sample's median
     special = usable & empty.any(axis=1)
     if modality == "rfid" and rfid_period("preprocessed", prep) is not None:
@@ -412,13 +414,14 @@ def interpolate_gaps(
             sub4[np.moveaxis(mask, 1, 2)] = np.nan
         else:
             sub4.transpose(0, 1, 3, 2)[mask] = np.nan
-        y[idx], ok = _repair_nonfinite(modality, sub, prep)
+        y[idx], ok = _repair_nonfinite(modality, sub, prep, quality)
         usable[idx] = ok
     y[~usable] = 0.0
     return y, usable
 
 
-def deliver_gaps(modality: str, y: np.ndarray, lost: np.ndarray, domain: Domain, prep: PreprocessConfig) -> Result:
+def deliver_gaps(modality: str, y: np.ndarray, lost: np.ndarray, domain: Domain, prep: PreprocessConfig,
+                 quality: QualityConfig) -> Result:
     """In place: time steps the sensor failed to deliver, as the runtime receives them or its repair leaves them.
 
     Args:
@@ -427,12 +430,12 @@ def deliver_gaps(modality: str, y: np.ndarray, lost: np.ndarray, domain: Domain,
 
     Raw: WiFi packets and mmWave frames become NaN (a missing packet/frame reaches the runtime as an
     all-NaN column/frame); RFID reads repeat the tag's previous read. Preprocessed: WiFi/mmWave gaps are
-    interpolated (or the sample zeroed and unusable, beyond `prep.max_repair_fraction`); RFID holds, as
+    interpolated (or the sample zeroed and unusable, where the quality rule fails it); RFID holds, as
     the preprocessing keeps held reads as they are.
     """
     if modality == "rfid":
         return hold_reads(y, lost, np.nan if domain == "raw" else 0.0), None
     if domain == "preprocessed":
-        return interpolate_gaps(modality, y, lost[:, None, :], prep)
+        return interpolate_gaps(modality, y, lost[:, None, :], prep, quality)
     time_first(modality, y)[lost] = np.nan
     return y, None

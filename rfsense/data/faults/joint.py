@@ -22,6 +22,7 @@ from rfsense.data.faults._core import (
     time_first,
 )
 from rfsense.data.preprocess import PreprocessConfig
+from rfsense.data.quality import QualityConfig
 from rfsense.modalities import MODALITIES, SHAPES
 
 __all__: list[str] = []  # implementations are reached through the registry
@@ -38,6 +39,7 @@ class JointCtx:
     rngs: dict[str, list[np.random.Generator]]  # per modality, and "sample" for draws shared by its sensors
     domain: Domain
     prep: PreprocessConfig
+    quality: QualityConfig = QualityConfig()
 
     @property
     def level(self) -> int:
@@ -134,7 +136,7 @@ def sensor_lost(streams: Streams, targets: tuple[str, ...], ctx: JointCtx) -> tu
             usable[:, j] = False
             continue
         gap = interval_mask(n_time(m, y), start, start + ctx.value)
-        streams[m], ok = deliver_gaps(m, y, gap, ctx.domain, ctx.prep)
+        streams[m], ok = deliver_gaps(m, y, gap, ctx.domain, ctx.prep, ctx.quality)
         if ok is not None:
             usable[:, j] = ok
     return streams, usable

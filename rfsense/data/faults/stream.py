@@ -158,7 +158,7 @@ _P = (0.1, 0.3, 0.5, 0.7, 0.9)
     ),
     preprocessed=(
         "yes: WiFi/mmWave steps set to NaN and repaired as the runtime does (interpolated along time; a sample "
-        "beyond prep.max_repair_fraction is zeroed and unusable); RFID reads held (preprocessing keeps holds). "
+        "failed by the quality rule is zeroed and unusable); RFID reads held (preprocessing keeps holds). "
         "Not reproduced: interpolating raw WiFi packets also removes their noise before the low-pass, which "
         "moves the filtered signal around short gaps; and a long RFID hold can make the raw unwrap slip by pi"
     ),
@@ -168,7 +168,7 @@ def missing(y: np.ndarray, ctx: Ctx) -> Result:
     t_len = n_time(ctx.modality, y)
     shape = (_N_TAGS, t_len) if ctx.modality == "rfid" else (t_len,)
     lost = draw(ctx.rngs, lambda r: r.random(shape)) < ctx.value
-    return deliver_gaps(ctx.modality, y, lost, ctx.domain, ctx.prep)
+    return deliver_gaps(ctx.modality, y, lost, ctx.domain, ctx.prep, ctx.quality)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def bursty_loss(y: np.ndarray, ctx: Ctx) -> Result:
     centres = draw(ctx.rngs, lambda r: r.uniform(0, WINDOW_S, len(_BURSTS[-1])))[:, : len(lengths)]  # (B, k)
     t = step_times(n_time(ctx.modality, y))
     lost = (np.abs(t[None, None, :] - centres[:, :, None]) < lengths[None, :, None] / 2).any(axis=1)  # (B, T)
-    return deliver_gaps(ctx.modality, y, lost, ctx.domain, ctx.prep)
+    return deliver_gaps(ctx.modality, y, lost, ctx.domain, ctx.prep, ctx.quality)
 
 
 _Q_NAN = (0.005, 0.02, 0.05, 0.1, 0.2)
@@ -235,7 +235,7 @@ def nan_inf(y: np.ndarray, ctx: Ctx) -> Result:
     u = draw(ctx.rngs, lambda r: r.random((2, groups, t_len)))  # (B, 2, G, T): corrupt?, which value
     bad = u[:, 0] < ctx.value
     if ctx.domain == "preprocessed":  # the runtime's repair of those values, whatever their kind
-        return interpolate_gaps(m, y, bad, ctx.prep)
+        return interpolate_gaps(m, y, bad, ctx.prep, ctx.quality)
     value = np.where(u[:, 1] < 0.5, np.nan, np.where(u[:, 1] < 0.75, np.inf, -np.inf)).astype(y.dtype)
     if m == "mmwave":  # (B, G, T) -> (B, frames, range, 1): packet g carries range bins 16g .. 16g+15
         bad, value = (np.repeat(a.swapaxes(1, 2), _N_RANGE // _MM_PACKETS, axis=2)[..., None] for a in (bad, value))
