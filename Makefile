@@ -1,18 +1,19 @@
-# Quick start:  make demo   (set up, then synth -> check -> train -> eval -> export -> infer)
+# Quick start:  make demo   (set up, then synth -> check -> train -> eval -> export -> infer -> stress)
 #               make test   (set up, then the test suite)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= data/synth-quickstart
 RUN    ?= runs/quickstart
+CAPTURE = examples/recordings/intel5300/sample_0x1_ap.dat
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test edge-check bench bench-learning clean
 
 $(BIN)/rfsense: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0   # the CPU build; pyproject's torch range accepts it
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q torch==2.13.0   # the CPU build; the train extra's torch range accepts it
+	$(BIN)/pip install -q -e '.[train,recordings,plots,dev]'
 	touch $@
 
 setup: $(BIN)/rfsense
@@ -22,13 +23,20 @@ demo: setup
 	$(BIN)/rfsense data check $(DATA)
 	$(BIN)/rfsense train configs/quickstart.yaml --overwrite
 	$(BIN)/rfsense export $(RUN) --out export/
-	$(BIN)/rfsense infer export/rfsense.onnx $(DATA)/WiFi/1_3_17.npy examples/recordings/intel5300/sample_0x1_ap.dat
+	$(BIN)/rfsense infer export/rfsense.onnx $(DATA)/WiFi/1_3_17.npy $(CAPTURE)
 
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The torch-free edge install: a venv with the edge set only runs `rfsense infer` on an exported model.
+edge-check: setup
+	.ci/edge_check
+
 bench: setup
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do case $$b in *bench_learning*) ;; *) $(BIN)/python $$b --results || exit 1;; esac; done
+
+bench-learning: setup
+	$(BIN)/python benchmarks/bench_learning.py --results
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-edge build *.egg-info .pytest_cache

@@ -30,6 +30,16 @@ class _Group(click.Group):
             raise click.ClickException(str(err)) from None
 
 
+def require_extra(extra: str, *modules: str) -> None:
+    """One-line error naming the pip extra when a command's optional dependencies are not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise click.ClickException(f"this command needs {', '.join(missing)}, which the '{extra}' extra installs: "
+                                   f"pip install 'rfsense[{extra}]'")
+
+
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
     """Parse '0,42,3407' or '1-14' or '1-10,12' into ints."""
     if value is None:
@@ -129,13 +139,24 @@ def _split_spec(protocol: str | None, train_trials: list[int] | None, test_volun
 @data.command(context_settings=CONTEXT)
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--quick", is_flag=True, help="Headers only: skip the NaN/Inf scan of the values.")
+@click.option("--quick", is_flag=True, help="Headers only: skip reading the values (NaN/Inf and quality checks).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take data.quality and data.split from this run config.")
 @_split_options
-def check(root: Path, as_json: bool, quick: bool, protocol, train_trials, test_volunteers) -> None:
+def check(root: Path, as_json: bool, quick: bool, config_path: Path | None, protocol, train_trials,
+          test_volunteers) -> None:
     """Validate the XRF55 tree at ROOT; exit 1 when problems are found."""
     from rfsense.data.validate import check_tree
 
-    report = check_tree(root, _split_spec(protocol, train_trials, test_volunteers), scan_values=not quick)
+    spec, quality = _split_spec(protocol, train_trials, test_volunteers), None
+    if config_path is not None:
+        from rfsense.train.config import load_config
+
+        cfg = load_config(config_path)
+        quality = cfg.data.quality
+        if not (protocol or train_trials or test_volunteers):
+            spec = cfg.data.split
+    report = check_tree(root, spec, scan_values=not quick, quality=quality)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
     if not report.ok:
         sys.exit(1)
@@ -178,6 +199,7 @@ def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_b
 @click.option("--seeds", callback=_int_list, help="Train one run per seed, e.g. 0,42,3407; report mean ± std.")
 def train(config: Path, overrides: list[str], resume: bool, overwrite: bool, seeds: list[int] | None) -> None:
     """Train the fusion model described by CONFIG (YAML) and evaluate it on the test split."""
+    require_extra("train", "torch")
     from rfsense.train.config import load_config
     from rfsense.train.loop import run
 
@@ -193,6 +215,7 @@ def train(config: Path, overrides: list[str], resume: bool, overwrite: bool, see
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(run_dir: Path, checkpoint: str, as_json: bool) -> None:
     """Accuracy on all 7 modality subsets and geometry diagnostics for RUN (or a folder of seed runs)."""
+    require_extra("train", "torch")
     from rfsense.train.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, which=checkpoint)
@@ -225,6 +248,7 @@ def compare(run_a: Path, run_b: Path) -> None:
               help="Where to look for the newest run when RUN is not given.")
 def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> None:
     """Export RUN's best checkpoint (default: the newest run) to ONNX with a manifest; checks parity."""
+    require_extra("train", "torch", "onnx", "onnxscript")
     from rfsense.deploy.export import export_run
 
     m = export_run(run_dir, out=out, int8=int8, runs_root=runs_root)

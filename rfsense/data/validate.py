@@ -1,7 +1,9 @@
 """Validate XRF55 files and trees with messages that name the file, the array and what was expected.
 
-Headers are read from the .npy header alone; value scans (NaN/Inf counts) go through a read-only
-memory map in chunks, so checking a 285 GB tree never holds a whole array in memory.
+Headers are read from the .npy header alone (`--quick` stops there). The value scan reads each file
+through a read-only memory map, counts NaN/Inf, and applies the quality rule packing and the runtime
+use (`rfsense.data.quality`): a file that rule fails is reported as `unusable` with its reasons, and
+the report counts every status per modality. One file is in memory at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rfsense.data.layout import Problem, SplitSpec, discover, split_samples
+from rfsense.data.quality import STATUSES, QualityConfig, assess
 from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES, SHAPES, Modality, canonical_shape, expected_shape
 from rfsense.progress import progress
@@ -101,6 +104,7 @@ class CheckReport:
     splits: dict[str, int]
     coverage: dict[str, dict[str, int]]  # split -> modality -> files present
     problems: list[Problem] = field(default_factory=list)
+    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # modality -> quality status -> files
 
     @property
     def ok(self) -> bool:
@@ -114,6 +118,7 @@ class CheckReport:
             "n_samples": self.n_samples,
             "splits": self.splits,
             "coverage": self.coverage,
+            "status_counts": self.status_counts,
             "problem_counts": dict(Counter(p.kind for p in self.problems)),
             "problems": [{"kind": p.kind, "path": p.path, "message": p.message} for p in self.problems],
         }
@@ -125,6 +130,11 @@ class CheckReport:
         for split, n in self.splits.items():
             cov = self.coverage[split]
             lines.append(f"{split:<8}{n:>9}" + "".join(f"{cov[m]:>9}" for m in MODALITIES))
+        if self.status_counts:
+            lines.append("")
+            lines.append("quality (the checks packing and the runtime apply): " + "; ".join(
+                f"{FOLDERS[m]} " + ", ".join(f"{s} {n}" for s, n in c.items() if n)
+                for m, c in self.status_counts.items()))
         lines.append("")
         if self.ok:
             lines.append("no problems found")
@@ -137,28 +147,37 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _check_file(path: Path, modality: Modality, scan_values: bool) -> list[Problem]:
+def _check_file(path: Path, modality: Modality, scan_values: bool, quality: QualityConfig) -> tuple[list[Problem], str | None]:
+    """Problems of one file and its quality status (None when the values were not read)."""
     try:
         header = read_npy_header(path)
     except DataError as err:
         kind = "zero_byte" if "zero-byte" in str(err) else "truncated" if "truncated" in str(err) else "bad_file"
-        return [Problem(kind, str(path), str(err).split(": ", 1)[-1])]
+        return [Problem(kind, str(path), str(err).split(": ", 1)[-1])], None
     if header.dtype.kind != "f":
-        return [Problem("bad_dtype", str(path), f"dtype {header.dtype}; expected a real float dtype")]
+        return [Problem("bad_dtype", str(path), f"dtype {header.dtype}; expected a real float dtype")], None
     if canonical_shape(modality, header.shape) is None:
-        return [Problem("bad_shape", str(path), f"{modality} shape {header.shape}; expected {expected_shape(modality)}")]
-    if scan_values:
-        bad = _count_nonfinite(path)
-        if bad:
-            total = int(np.prod(header.shape))
-            return [Problem("nonfinite", str(path), f"{bad} of {total} values are NaN/Inf ({100 * bad / total:.2f}%)")]
-    return []
+        return [Problem("bad_shape", str(path), f"{modality} shape {header.shape}; expected {expected_shape(modality)}")], None
+    if not scan_values:
+        return [], None
+    problems = []
+    bad = _count_nonfinite(path)
+    if bad:
+        total = int(np.prod(header.shape))
+        problems.append(Problem("nonfinite", str(path), f"{bad} of {total} values are NaN/Inf ({100 * bad / total:.2f}%)"))
+    checked = assess(modality, load_modality(path, modality, mmap=True)[None], quality)
+    status = str(checked.status[0])
+    if not checked.usable[0]:
+        problems.append(Problem("unusable", str(path), "; ".join(checked.reasons[0])))
+    return problems, status
 
 
 def check_tree(
-    root: str | os.PathLike[str], spec: SplitSpec = SplitSpec(), scan_values: bool = True
+    root: str | os.PathLike[str], spec: SplitSpec = SplitSpec(), scan_values: bool = True,
+    quality: QualityConfig | None = None,
 ) -> CheckReport:
-    """Discover and check every file under `root`: names, partners, duplicates, headers, shapes, dtypes, NaN/Inf."""
+    """Discover and check every file under `root`: names, partners, duplicates, headers, shapes, dtypes,
+    NaN/Inf, and the quality rule (what packing would train on)."""
     found = discover(root)
     splits = split_samples(found.samples, spec)
     problems = list(found.problems)
@@ -166,8 +185,12 @@ def check_tree(
     for split, samples in splits.items():
         coverage[split] = {m: sum(m in s.files for s in samples) for m in MODALITIES}
     jobs: list[tuple[Path, Modality]] = [(p, m) for s in found.samples for m, p in s.files.items()]
+    counts = {m: dict.fromkeys(STATUSES[:4], 0) for m in MODALITIES} if scan_values else {}
     for path, modality in progress(jobs, header="checking files"):
-        problems.extend(_check_file(path, modality, scan_values))
+        found_problems, status = _check_file(path, modality, scan_values, quality or QualityConfig())
+        problems.extend(found_problems)
+        if status is not None:
+            counts[modality][status] += 1
     return CheckReport(
         root=str(found.root),
         layout=found.layout,
@@ -175,5 +198,6 @@ def check_tree(
         splits={k: len(v) for k, v in splits.items()},
         coverage=coverage,
         problems=problems,
+        status_counts=counts,
     )
 

@@ -38,6 +38,9 @@ __all__ = ["export_run", "parity_check"]
 
 _logger = logging.getLogger(__name__)
 RTOL, ATOL = 1e-4, 1e-5
+# Opset 18 (the exporter's native one) stored as IR version 8: onnxruntime 1.14+ loads it, including 1.16.3,
+# the newest release with manylinux2014 aarch64 wheels (older ARM edge boxes); opset 20 / IR 10 needs 1.17+.
+OPSET, IR_VERSION = 18, 8
 
 
 @contextlib.contextmanager
@@ -71,9 +74,15 @@ def _export_onnx(model: torch.nn.Module, path: Path) -> None:
             output_names=["logits"],
             dynamic_shapes={"mmwave": {0: batch}, "wifi": {0: batch}, "rfid": {0: batch}, "present": {0: batch}},
             dynamo=True,
+            opset_version=OPSET,
             verbose=False,
         )
         program.save(str(path))  # one file: external data only above the 2 GB protobuf limit
+    proto = onnx.load(str(path))
+    if proto.functions:  # local functions need IR 10; the optimised graph has none, and must keep it so
+        raise ModelFileError(f"export produced {len(proto.functions)} local functions; the runtime needs a flat graph")
+    proto.ir_version = IR_VERSION
+    onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     dims = [d.dim_param or d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
     if not isinstance(dims[0], str):

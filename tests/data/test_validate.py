@@ -42,8 +42,12 @@ def test_every_problem_reported_with_path(broken):
     report = check_tree(broken)
     assert not report.ok
     by_kind = {p.kind: p for p in report.problems}
-    assert set(by_kind) == {"zero_byte", "truncated", "bad_shape", "bad_dtype", "nonfinite", "missing_partner",
-                            "bad_name"}
+    assert set(by_kind) == {"zero_byte", "truncated", "bad_shape", "bad_dtype", "nonfinite", "unusable",
+                            "missing_partner", "bad_name"}
+    # the quality rule packing and the runtime apply: this WiFi file is zeros once its NaN are repaired
+    assert by_kind["unusable"].path.endswith("WiFi/1_5_1.npy") and "all values are zero" in by_kind["unusable"].message
+    assert report.status_counts["wifi"] == {"ok": 1, "degraded": 0, "repaired": 0, "failed": 1}
+    assert report.status_counts["rfid"]["ok"] == 5
     assert by_kind["zero_byte"].path.endswith("WiFi/1_1_1.npy")
     assert by_kind["truncated"].path.endswith("WiFi/1_2_1.npy")
     assert "(270, 999)" in by_kind["bad_shape"].message and "(270, 1000)" in by_kind["bad_shape"].message
@@ -58,7 +62,7 @@ def test_every_problem_reported_with_path(broken):
 
 def test_quick_mode_skips_value_scan(broken):
     kinds = {p.kind for p in check_tree(broken, scan_values=False).problems}
-    assert "nonfinite" not in kinds and "truncated" in kinds
+    assert "nonfinite" not in kinds and "unusable" not in kinds and "truncated" in kinds
 
 
 def test_header_only_does_not_load(tmp_path):
