@@ -34,12 +34,11 @@ def test_infer_each_real_capture(fmt: str, toy_model) -> None:
     row = rows[0]
     assert row["id"] == f"{CAPTURES[fmt].stem}@0.0-5.0s"
     assert MAPPED[fmt] in row["reason"] and "padded: only" in row["reason"] and "rx2 missing" in row["reason"]
-    assert row["verdicts"]["wifi"]["status"] in ("ok", "repaired", "failed")
     if fmt in ("atheros", "picoscenes"):  # 3 antennas of one receiver: 90 of 270 channels carry data
         assert row["status"] == "ok" and row["modalities_used"] == ["wifi"]
         assert np.isfinite([t["prob"] for t in row["top"]]).all()
     else:  # ESP32 (1 antenna) and the one-frame nexmon capture: mostly flat, the health check refuses to guess
-        assert row["status"] == "no_prediction" and "flat line" in row["reason"]
+        assert row["status"] == "no_prediction" and row["verdicts"]["wifi"]["status"] == "failed"
 
 
 @pytest.mark.parametrize(("fmt", "forced", "says"), [
