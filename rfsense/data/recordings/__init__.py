@@ -1,8 +1,10 @@
-"""Raw recordings -> XRF55-shaped samples (numpy/scipy; csiread for WiFi formats, imported on use).
+"""Raw recordings -> XRF55-shaped samples (numpy/scipy; csiread for the binary WiFi formats, imported on use).
 
-One module per format (`intel5300`, ...), the WiFi windowing shared by every WiFi reader (`wifi`), and the
-gap-aware timeline under all of them (`timeline`): a window never bridges a long gap and never exists
-where no record was taken.
+One module per format (WiFi: `intel5300`, `atheros`, `nexmon`, `esp32`, `picoscenes`), the registry `rfsense
+infer` uses (`formats`), the WiFi windowing shared by every WiFi reader (`wifi`), the 5300 subcarrier grid
+and the frequency mapping onto it (`subcarriers`), record-framing checks of binary logs (`framing`), and the
+gap-aware timeline under all of them (`timeline`): a window never bridges a long gap and never exists where
+no record was taken.
 """
 
 from __future__ import annotations

@@ -74,8 +74,17 @@ def detect(path: Path) -> CaptureFormat | None:
 
 
 def _intel5300_sniff(path: Path, head: bytes) -> bool:
-    """Linux 802.11n CSI Tool log: [2-byte big-endian length][code 0xbb or 0xc1]... from byte 0."""
-    return len(head) >= 3 and head[2] in (0xBB, 0xC1) and int.from_bytes(head[:2], "big") > 0
+    """Linux 802.11n CSI Tool log: [2-byte big-endian length][code 0xbb or 0xc1]... from byte 0.
+
+    A leading 0xbb record must also be self-consistent (Nrx, Ntx, CSI length), so a log of another format
+    whose third byte happens to be 0xbb is not taken for a 5300 log.
+    """
+    if len(head) < 3 or head[2] not in (0xBB, 0xC1) or int.from_bytes(head[:2], "big") == 0:
+        return False
+    if head[2] == 0xBB and len(head) >= 21:
+        nrx, ntx, csi_len = head[11], head[12], int.from_bytes(head[19:21], "little")
+        return 1 <= nrx <= 3 and 1 <= ntx <= 3 and csi_len == 60 * nrx * ntx + 12
+    return True
 
 
 def _intel5300_windows(paths: list[Path], opts: CaptureOptions) -> Iterator[Any]:
@@ -89,3 +98,31 @@ register(CaptureFormat(
     description="Intel 5300 NIC, Linux 802.11n CSI Tool log (.dat), one file per receiver",
     sniff=_intel5300_sniff, windows=_intel5300_windows, max_files=3,
 ))
+
+
+# WiFi CSI of other NICs (issue 13): each reader maps its capture onto the 5300 grid and flags what it mapped.
+def _wifi(read: Callable[..., Iterator[Any]]) -> Callable[[list[Path], CaptureOptions], Iterator[Any]]:
+    def windows(paths: list[Path], opts: CaptureOptions) -> Iterator[Any]:
+        return read(list(paths), hop_s=opts.hop_s, short=opts.short, max_gap_s=opts.max_gap_s, align=opts.align)
+
+    return windows
+
+
+def _register_wifi_formats() -> None:
+    from rfsense.data.recordings import atheros, esp32, nexmon, picoscenes
+
+    for name, suffixes, description, sniff, read in (
+        ("atheros", (".dat",), "Atheros CSI Tool log (.dat), one file per receiver",
+         atheros.sniff_atheros, atheros.read_atheros),
+        ("nexmon", (".pcap",), "nexmon_csi UDP capture (.pcap, Broadcom NICs), one file per receiver",
+         nexmon.sniff_nexmon, nexmon.read_nexmon),
+        ("esp32", (".csv", ".txt"), "ESP32 CSI serial log (CSI_DATA lines), one file per board",
+         esp32.sniff_esp32, esp32.read_esp32),
+        ("picoscenes", (".csi",), "PicoScenes RXS capture (.csi; QCA9300/IWL5300), one file per receiver",
+         picoscenes.sniff_picoscenes, picoscenes.read_picoscenes),
+    ):
+        register(CaptureFormat(name=name, modality="wifi", suffixes=suffixes, description=description, sniff=sniff,
+                               windows=_wifi(read), max_files=3))
+
+
+_register_wifi_formats()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rfsense.data.recordings.timeline import Stream
+from rfsense.data.recordings.timeline import Stream, keep_increasing, unwrap_counter
 from rfsense.data.recordings.wifi import N_ANT, N_SC, WIFI_FS, CsiWindow, wifi_windows
 from rfsense.errors import DataError
 
@@ -99,14 +99,8 @@ def _scan_records(path: Path, data: bytes) -> int:
 
 
 def _unwrap_us(ts: np.ndarray) -> np.ndarray:
-    """32-bit microsecond counter -> int64 microseconds relative to the first value, wraps undone.
-
-    Consecutive steps are taken modulo 2**32 and read as signed, so a backward step (reordered
-    packet) stays small and negative instead of becoming +71 minutes.
-    """
-    d = np.diff(ts.astype(np.int64))
-    d = (d + _WRAP // 2) % _WRAP - _WRAP // 2
-    return np.concatenate([[0], np.cumsum(d)])
+    """32-bit microsecond counter -> int64 microseconds relative to the first value, wraps undone."""
+    return unwrap_counter(ts, 32)
 
 
 def read_intel5300_stream(path: str | Path, rx: int = 1) -> tuple[Stream, int]:
@@ -156,7 +150,7 @@ def read_intel5300_stream(path: str | Path, rx: int = 1) -> tuple[Stream, int]:
     t_us = _unwrap_us(ts)
     # Duplicate or reordered packets would break interpolation; keep the first of each strictly
     # increasing run (reordering on the netlink path is rare and a few ms at most).
-    keep = np.concatenate([[True], t_us[1:] > np.maximum.accumulate(t_us)[:-1]])
+    keep = keep_increasing(t_us)
     if not keep.all():
         flags.append(f"rx{rx}: {int((~keep).sum())} duplicate/out-of-order packet(s) dropped")
         t_us, amp = t_us[keep], amp[keep]

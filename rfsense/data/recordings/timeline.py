@@ -26,8 +26,10 @@ __all__ = [
     "WindowPlan",
     "common_spans",
     "interp_onto",
+    "keep_increasing",
     "segments",
     "spans_to_windows",
+    "unwrap_counter",
 ]
 
 _log = logging.getLogger(__name__)
@@ -68,6 +70,28 @@ class Span:
 
     start: float
     end: float
+
+
+def unwrap_counter(ts: np.ndarray, bits: int = 32) -> np.ndarray:
+    """A wrapping `bits`-bit tick counter -> int64 ticks relative to the first value, wraps undone.
+
+    Consecutive steps are taken modulo 2**bits and read as signed, so a backward step (reordered record)
+    stays small and negative instead of becoming a whole wrap period.
+    """
+    wrap = 1 << bits
+    d = np.diff(np.asarray(ts).astype(np.int64))
+    d = (d + wrap // 2) % wrap - wrap // 2
+    return np.concatenate([[0], np.cumsum(d)])
+
+
+def keep_increasing(t: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping the first record of each strictly increasing run of times `t` (n,).
+
+    Duplicate or reordered records would break interpolation; the caller drops the rest and flags how many.
+    """
+    if len(t) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.concatenate([[True], t[1:] > np.maximum.accumulate(t)[:-1]])
 
 
 def segments(t_s: np.ndarray, max_gap_s: float) -> list[Span]:

@@ -7,13 +7,21 @@ without a long gap (`rfsense.data.recordings.timeline`), and resamples each wind
 
 Channel order is XRF55's: rx*90 + antenna*30 + subcarrier (rx = position in the list of streams); a
 receiver without a file leaves its 90 channels at zero and is flagged.
+
+Shared by the format readers: `import_csiread` (the optional dependency, with install advice),
+`csiread_chunks` (csiread parses a checked capture a chunk of records at a time, so memory holds the
+(n, 90) grid values, not csiread's full per-record CSI buffers), `finish_stream` (drops records without CSI
+and out-of-order records, flagged; refuses a capture whose CSI is all zero instead of passing silent zeros
+on) and `receiver_windows` (one file per receiver -> windows).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -22,12 +30,26 @@ from rfsense.data.recordings.timeline import (
     WindowPlan,
     common_spans,
     interp_onto,
+    keep_increasing,
     segments,
     spans_to_windows,
 )
 from rfsense.errors import DataError
 
-__all__ = ["N_ANT", "N_RX", "N_SC", "WIFI_FS", "CsiWindow", "wifi_windows"]
+__all__ = [
+    "N_ANT",
+    "N_RX",
+    "N_SC",
+    "WIFI_FS",
+    "CSIREAD_CHUNK",
+    "CsiWindow",
+    "chunk_bounds",
+    "csiread_chunks",
+    "finish_stream",
+    "import_csiread",
+    "receiver_windows",
+    "wifi_windows",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +57,7 @@ N_RX = 3  # receivers (files) in XRF55
 N_ANT = 3  # antennas per receiver
 N_SC = 30  # subcarrier groups of the Intel 5300 grid
 WIFI_FS = 200.0  # XRF55 packet rate
+CSIREAD_CHUNK = 2048  # records csiread parses at once: its buffers hold up to ~9 KB of CSI per record
 ALIGNS = ("clock", "start")
 
 
@@ -156,3 +179,110 @@ def _windows(streams: list[Stream | None], plans: list[WindowPlan], fs: float, w
         if plan.covered_s < window_s:
             flags.append(f"padded: only {plan.covered_s:.2f} s of records < window {window_s:.1f} s (edge-hold)")
         yield CsiWindow(wifi, receivers, start - origin, start - origin + window_s, flags, sources)  # type: ignore[arg-type]
+
+
+def import_csiread(what: str) -> ModuleType:
+    """csiread, or a DataError that says how to install it (it is the optional `recordings` extra)."""
+    try:
+        import csiread
+    except ImportError as err:
+        raise DataError(f"reading {what} captures needs csiread: pip install 'rfsense[recordings]'") from err
+    return csiread
+
+
+def chunk_bounds(n: int, starts: np.ndarray | None = None, size: int | None = None) -> list[tuple[int, int]]:
+    """Record ranges [(a, b)] of about `size` (default CSIREAD_CHUNK) records covering 0..n; with `starts` (n,)
+    bool, every range begins where starts is True (e.g. at the first packet of a frame, so no frame is split)."""
+    size = size or CSIREAD_CHUNK
+    allowed = np.flatnonzero(starts) if starts is not None else np.arange(n)
+    bounds, a = [], 0
+    while a < n:
+        j = int(np.searchsorted(allowed, a + size))
+        b = int(allowed[j]) if j < len(allowed) else n
+        bounds.append((a, b))
+        a = b
+    return bounds
+
+
+def csiread_chunks(path: Path, what: str, reader: object, bounds: list[tuple[int, int]],
+                   parse: Callable[[int, int], None]) -> Iterator[tuple[int, int]]:
+    """Have csiread parse each range of checked records in turn (`parse(a, b)` parses records a..b-1); yields
+    (a, b). The reader's arrays are overwritten by the next chunk: use them before the next iteration.
+
+    Raises:
+        DataError: csiread raised, or parsed another number of records than the framing check counted.
+    """
+    for a, b in bounds:
+        try:
+            parse(a, b)
+        except Exception as err:  # csiread raises ValueError or a bare Exception
+            raise DataError(f"{path}: csiread could not parse it ({err}); expected a {what}") from err
+        if reader.count != b - a:  # type: ignore[attr-defined]
+            raise DataError(f"{path}: csiread parsed {reader.count} records where the framing check counted "  # type: ignore[attr-defined]
+                            f"{b - a} (records {a}..{b - 1}); not a valid {what}")
+        yield a, b
+
+
+def finish_stream(path: Path, rx: int, t_s: np.ndarray, values: np.ndarray, flags: list[str], what: str) -> Stream:
+    """A receiver's records (t_s (n,) seconds, values (n, 90) amplitude) -> Stream, after dropping what cannot be used.
+
+    Records whose amplitudes are all zero or not finite carry no CSI (csiread leaves zeros where it decoded
+    nothing) and records that do not advance the clock would break interpolation: both are dropped and
+    flagged. A capture with no record left is refused, never passed on as silent zeros.
+
+    Raises:
+        DataError: no record with CSI (the message names the file and the format).
+    """
+    flags = list(flags)
+    n = len(t_s)
+    ok = np.isfinite(values).all(axis=1) & (values != 0).any(axis=1) & np.isfinite(t_s)
+    if not ok.any():
+        raise DataError(f"{path}: none of its {n} {what} record(s) carries CSI (all zero or invalid); refusing "
+                        "to pass zeros on as a measurement")
+    if not ok.all():
+        flags.append(f"rx{rx}: {int((~ok).sum())} record(s) without CSI (all zero) dropped")
+        t_s, values = t_s[ok], values[ok]
+    keep = keep_increasing(t_s)
+    if not keep.all():
+        flags.append(f"rx{rx}: {int((~keep).sum())} duplicate/out-of-order record(s) dropped")
+        t_s, values = t_s[keep], values[keep]
+    _log.debug("rx%d %s: %d records over %.3f s", rx, path, len(t_s), float(t_s[-1] - t_s[0]))
+    return Stream(np.asarray(t_s, dtype=np.float64), values, flags, str(path))
+
+
+def receiver_windows(
+    paths: Sequence[str | Path | None],
+    read_stream: Callable[[Path, int], Stream],
+    *,
+    what: str,
+    fs: float = WIFI_FS,
+    window_s: float = 5.0,
+    hop_s: float | None = None,
+    short: str = "pad",
+    max_gap_s: float = 0.5,
+    align: str = "clock",
+) -> Iterator[CsiWindow]:
+    """Read up to three captures of one format (one per receiver, rx order; None = absent) into windows.
+
+    `read_stream(path, rx)` parses one file into a Stream on its device clock (seconds). The other arguments
+    are those of `wifi_windows`.
+
+    Raises:
+        DataError: more than 3 files, none, or whatever `read_stream` / `wifi_windows` refuse.
+    """
+    paths = list(paths)
+    if len(paths) > N_RX:
+        raise DataError(f"{len(paths)} {what} captures given; expected at most {N_RX} (one per receiver, rx1..rx3)")
+    if not any(p is not None for p in paths):
+        raise DataError(f"no capture file given; expected 1 to {N_RX} {what} captures (one per receiver)")
+    streams: list[Stream | None] = []
+    for r, p in enumerate(paths, start=1):
+        if p is None:
+            streams.append(None)
+            continue
+        path = Path(p)
+        if not path.is_file():
+            raise DataError(f"rx{r}: {path} does not exist or is not a file; expected a {what} capture")
+        streams.append(read_stream(path, r))
+    return wifi_windows(streams, fs=fs, window_s=window_s, hop_s=hop_s, short=short, max_gap_s=max_gap_s,
+                        align=align)
