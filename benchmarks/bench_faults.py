@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine_line, write_section  # noqa: E402
+from _results import machine_line, median_seconds, write_section  # noqa: E402
 
 from rfsense.data.faults import (  # noqa: E402
     FAULTS,
@@ -48,14 +46,6 @@ def make_batch(modality: str, b: int, preprocessed: bool) -> np.ndarray:
     return x.astype(np.float32 if preprocessed else DTYPES[modality])
 
 
-def timeit(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -69,7 +59,7 @@ def main() -> None:
     ids = np.arange(b)
     raw = {m: make_batch(m, b, False) for m in MODALITIES}
     pre = {m: make_batch(m, b, True) for m in MODALITIES}
-    copy = {m: timeit(lambda m=m: raw[m].copy(), reps) for m in MODALITIES}
+    copy = {m: median_seconds(lambda m=m: raw[m].copy(), reps) for m in MODALITIES}
     copy["all"] = sum(copy.values())
     rows: list[dict[str, object]] = []
     for f in FAULTS.values():
@@ -89,7 +79,7 @@ def main() -> None:
                     else:
                         fn = apply_fault if domain == "raw" else apply_preprocessed
                         call = partial(fn, f.name, m, data[m], s, seed=0, sample_ids=ids, scale=SCALE)
-                    worst = max(worst, timeit(call, reps))
+                    worst = max(worst, median_seconds(call, reps))
                 row[domain] = worst
             row["x_copy"] = float(row["raw"]) / copy[m]  # type: ignore[arg-type]
             rows.append(row)

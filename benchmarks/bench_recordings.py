@@ -27,7 +27,6 @@ import json
 import struct
 import sys
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine_line, write_section  # noqa: E402
+from _results import machine_line, median_seconds, write_section  # noqa: E402
 
 from rfsense.data.recordings import atheros, esp32, intel5300, nexmon, picoscenes  # noqa: E402
 
@@ -154,14 +153,6 @@ def stretch(fmt: str, seconds: float, nexmon_rate: float) -> tuple[bytes, float,
     return data, copies * period / 1e6, n_records
 
 
-def timeit(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def peak_mb(fn: Callable[[], object]) -> float:
@@ -188,8 +179,8 @@ def main() -> None:
             path = Path(tmp) / f"{fmt}{SOURCES[fmt].suffix}"
             path.write_bytes(data)
             n_win = sum(1 for _ in windows_fn([path]))
-            t_stream = timeit(lambda p=path, f=stream_fn: f(p), args.repeats)
-            t_win = timeit(lambda p=path, f=windows_fn: sum(1 for _ in f([p])), args.repeats)
+            t_stream = median_seconds(lambda p=path, f=stream_fn: f(p), args.repeats)
+            t_win = median_seconds(lambda p=path, f=windows_fn: sum(1 for _ in f([p])), args.repeats)
             peak = peak_mb(lambda p=path, f=windows_fn: sum(1 for _ in f([p])))
             rows.append({
                 "reader": fmt, "capture_s": round(cap_s, 2), "records": n_rec, "record_rate_hz": round(n_rec / cap_s, 1),

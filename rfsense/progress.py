@@ -1,4 +1,8 @@
-"""Logging set-up for the entry point and one progress wrapper shared by every long job."""
+"""Logging set-up for the entry point and one progress wrapper shared by every long job.
+
+On a terminal, progress is tqdm's in-place bar; in logs and CI (stderr not a terminal) it is a plain
+`[i/N] rate ETA` line every few seconds. `-q` silences both.
+"""
 
 from __future__ import annotations
 
@@ -34,12 +38,18 @@ def setup_logging(verbosity: int = 0) -> None:
 def progress(
     iterable: Iterable[T], total: int | None = None, header: str = "", every: float = 2.0
 ) -> Iterator[T]:
-    """Yield from `iterable`, logging `[i/N] rate ETA` at most every `every` seconds and at the end.
+    """Yield from `iterable` with a progress bar on a terminal, else `[i/N] rate ETA` log lines at most every
+    `every` seconds and at the end.
 
     Silent when the rfsense logger is above INFO (-q), so it never costs more than a clock read.
     """
     if total is None:
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+    if _logger.isEnabledFor(logging.INFO) and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(iterable, total=total, desc=header, leave=False, dynamic_ncols=True, file=sys.stderr)
+        return
     start = last = time.monotonic()
     i = 0
     for i, item in enumerate(iterable, 1):

@@ -54,3 +54,31 @@ def trained_run(synth_root, synth_pack, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     fit(tiny_config(synth_root, out))
     return out / "tiny"
+
+
+# ---------------------------------------------------------------------------------------- skip policy
+# A skipped test must never hide a missing fixture or dependency: the run fails on any skip except those of
+# tests marked `gpu` (they need CUDA) or `cpu_only` (they check behaviour where CUDA cannot be used).
+_ALLOWED_SKIPS = ("gpu", "cpu_only")
+_unexpected_skips: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not any(item.get_closest_marker(m) for m in _ALLOWED_SKIPS):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _unexpected_skips.append(f"{item.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unexpected_skips:
+        terminalreporter.section("skips that fail the run (only gpu/cpu_only tests may skip)", red=True)
+        for line in _unexpected_skips:
+            terminalreporter.line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unexpected_skips and session.exitstatus == 0:
+        session.exitstatus = 1

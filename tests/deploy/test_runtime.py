@@ -166,6 +166,7 @@ def test_auto_on_this_cpu_machine_is_quiet_and_cpu(toy_model):
     assert proc.stderr == "", "onnxruntime must not print CUDA load errors"
 
 
+@pytest.mark.cpu_only
 def test_cuda_on_this_cpu_machine_is_a_clear_error(toy_model, capfd):
     usable, why = session_mod.cuda_device_usable()
     if usable:
@@ -176,6 +177,7 @@ def test_cuda_on_this_cpu_machine_is_a_clear_error(toy_model, capfd):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.cpu_only
 def test_cuda_that_falls_back_is_detected_without_spam(toy_model, monkeypatch, capfd, caplog):
     # Pretend the probe found a GPU: onnxruntime-gpu then really tries CUDA on this CPU-only box and
     # falls back; the runtime must notice from session.get_providers() and keep stderr clean.

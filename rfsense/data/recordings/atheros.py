@@ -37,6 +37,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,6 @@ from rfsense.data.recordings.timeline import Stream
 from rfsense.data.recordings.wifi import (
     N_ANT,
     N_SC,
-    WIFI_FS,
     CsiWindow,
     chunk_bounds,
     csiread_chunks,
@@ -219,20 +219,10 @@ def _layout(num_tones: int, tx_mhz: int) -> tuple[np.ndarray, str]:
     return weights, f"atheros {bw} MHz at {tx_mhz} MHz, {num_tones} subcarriers -> 30 by frequency{edge}{note}"
 
 
-def read_atheros(
-    paths: list[str | Path | None],
-    *,
-    fs: float = WIFI_FS,
-    window_s: float = 5.0,
-    hop_s: float | None = None,
-    short: str = "pad",
-    max_gap_s: float = 0.5,
-    align: str = "clock",
-) -> Iterator[CsiWindow]:
+def read_atheros(paths: list[str | Path | None], **options: Any) -> Iterator[CsiWindow]:
     """Up to three Atheros CSI Tool logs (one per receiver, rx order) -> XRF55 WiFi windows, lazily.
 
     Arguments and errors as `rfsense.data.recordings.wifi.receiver_windows` (the TSF clocks of separate NICs
     are independent: use align="start" for receivers started together).
     """
-    return receiver_windows(paths, read_atheros_stream, what="Atheros CSI Tool", fs=fs, window_s=window_s,
-                            hop_s=hop_s, short=short, max_gap_s=max_gap_s, align=align)
+    return receiver_windows(paths, read_atheros_stream, what="Atheros CSI Tool", **options)

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rfsense.data.recordings.subcarriers import SUBCARRIER_SPACING_HZ, grid_weights, to_grid
 from rfsense.data.recordings.timeline import Stream, unwrap_counter
-from rfsense.data.recordings.wifi import N_ANT, WIFI_FS, CsiWindow, finish_stream, receiver_windows
+from rfsense.data.recordings.wifi import N_ANT, CsiWindow, finish_stream, receiver_windows
 from rfsense.errors import DataError
 
 __all__ = ["read_esp32", "read_esp32_stream", "sniff_esp32"]
@@ -199,19 +200,9 @@ def _bin_order(amp: np.ndarray) -> str | None:
     return None
 
 
-def read_esp32(
-    paths: list[str | Path | None],
-    *,
-    fs: float = WIFI_FS,
-    window_s: float = 5.0,
-    hop_s: float | None = None,
-    short: str = "pad",
-    max_gap_s: float = 0.5,
-    align: str = "clock",
-) -> Iterator[CsiWindow]:
+def read_esp32(paths: list[str | Path | None], **options: Any) -> Iterator[CsiWindow]:
     """Up to three ESP32 CSI logs (one per receiver board, rx order) -> XRF55 WiFi windows, lazily.
 
     Arguments and errors as `rfsense.data.recordings.wifi.receiver_windows`.
     """
-    return receiver_windows(paths, read_esp32_stream, what="ESP32 CSI", fs=fs, window_s=window_s, hop_s=hop_s,
-                            short=short, max_gap_s=max_gap_s, align=align)
+    return receiver_windows(paths, read_esp32_stream, what="ESP32 CSI", **options)

@@ -25,11 +25,12 @@ import logging
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rfsense.data.recordings.timeline import Stream, keep_increasing, unwrap_counter
-from rfsense.data.recordings.wifi import N_ANT, N_SC, WIFI_FS, CsiWindow, wifi_windows
+from rfsense.data.recordings.wifi import N_ANT, N_SC, CsiWindow, wifi_windows
 from rfsense.errors import DataError
 
 __all__ = ["read_intel5300", "read_intel5300_stream"]
@@ -158,16 +159,7 @@ def read_intel5300_stream(path: str | Path, rx: int = 1) -> tuple[Stream, int]:
     return Stream(t_us / 1e6, amp, flags, str(path)), int(ts[0])
 
 
-def read_intel5300(
-    paths: list[str | Path | None],
-    *,
-    fs: float = WIFI_FS,
-    window_s: float = 5.0,
-    hop_s: float | None = None,
-    short: str = "pad",
-    max_gap_s: float = 0.5,
-    align: str = "clock",
-) -> Iterator[CsiWindow]:
+def read_intel5300(paths: list[str | Path | None], **options: Any) -> Iterator[CsiWindow]:
     """Read up to three Intel 5300 captures (one per receiver) into XRF55-shaped WiFi windows, lazily.
 
     Args:
@@ -199,5 +191,4 @@ def read_intel5300(
         # One clock: offsets between files' first raw timestamps, modulo 2**32 read as signed.
         stream.t_s = stream.t_s + ((ts0 - ref + _WRAP // 2) % _WRAP - _WRAP // 2) / 1e6
         streams.append(stream)
-    return wifi_windows(streams, fs=fs, window_s=window_s, hop_s=hop_s, short=short, max_gap_s=max_gap_s,
-                        align=align)
+    return wifi_windows(streams, **options)

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,6 @@ from rfsense.data.recordings.subcarriers import (
 from rfsense.data.recordings.timeline import Stream
 from rfsense.data.recordings.wifi import (
     N_ANT,
-    WIFI_FS,
     CsiWindow,
     chunk_bounds,
     csiread_chunks,
@@ -280,19 +280,9 @@ def _frames(t: np.ndarray, seq: np.ndarray, core: np.ndarray, spatial: np.ndarra
     return t[first][complete], to_grid(grid[complete].transpose(0, 2, 1), weights), int((~complete).sum())
 
 
-def read_nexmon(
-    paths: list[str | Path | None],
-    *,
-    fs: float = WIFI_FS,
-    window_s: float = 5.0,
-    hop_s: float | None = None,
-    short: str = "pad",
-    max_gap_s: float = 0.5,
-    align: str = "clock",
-) -> Iterator[CsiWindow]:
+def read_nexmon(paths: list[str | Path | None], **options: Any) -> Iterator[CsiWindow]:
     """Up to three nexmon_csi pcaps (one per receiver, rx order) -> XRF55 WiFi windows, lazily.
 
     Arguments and errors as `rfsense.data.recordings.wifi.receiver_windows`.
     """
-    return receiver_windows(paths, read_nexmon_stream, what="nexmon_csi", fs=fs, window_s=window_s,
-                            hop_s=hop_s, short=short, max_gap_s=max_gap_s, align=align)
+    return receiver_windows(paths, read_nexmon_stream, what="nexmon_csi", **options)

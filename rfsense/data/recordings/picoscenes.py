@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,6 @@ from rfsense.data.recordings.timeline import Stream
 from rfsense.data.recordings.wifi import (
     N_ANT,
     N_SC,
-    WIFI_FS,
     CsiWindow,
     chunk_bounds,
     csiread_chunks,
@@ -328,19 +328,9 @@ def _layouts(keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return groups, np.repeat(run_group, np.diff(np.r_[starts, len(keys)]))
 
 
-def read_picoscenes(
-    paths: list[str | Path | None],
-    *,
-    fs: float = WIFI_FS,
-    window_s: float = 5.0,
-    hop_s: float | None = None,
-    short: str = "pad",
-    max_gap_s: float = 0.5,
-    align: str = "clock",
-) -> Iterator[CsiWindow]:
+def read_picoscenes(paths: list[str | Path | None], **options: Any) -> Iterator[CsiWindow]:
     """Up to three PicoScenes captures (one per receiver, rx order) -> XRF55 WiFi windows, lazily.
 
     Arguments and errors as `rfsense.data.recordings.wifi.receiver_windows`.
     """
-    return receiver_windows(paths, read_picoscenes_stream, what="PicoScenes", fs=fs, window_s=window_s,
-                            hop_s=hop_s, short=short, max_gap_s=max_gap_s, align=align)
+    return receiver_windows(paths, read_picoscenes_stream, what="PicoScenes", **options)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -255,12 +256,7 @@ def receiver_windows(
     read_stream: Callable[[Path, int], Stream],
     *,
     what: str,
-    fs: float = WIFI_FS,
-    window_s: float = 5.0,
-    hop_s: float | None = None,
-    short: str = "pad",
-    max_gap_s: float = 0.5,
-    align: str = "clock",
+    **options: Any,
 ) -> Iterator[CsiWindow]:
     """Read up to three captures of one format (one per receiver, rx order; None = absent) into windows.
 
@@ -284,5 +280,4 @@ def receiver_windows(
         if not path.is_file():
             raise DataError(f"rx{r}: {path} does not exist or is not a file; expected a {what} capture")
         streams.append(read_stream(path, r))
-    return wifi_windows(streams, fs=fs, window_s=window_s, hop_s=hop_s, short=short, max_gap_s=max_gap_s,
-                        align=align)
+    return wifi_windows(streams, **options)
