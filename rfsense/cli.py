@@ -95,8 +95,10 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--layout", default="flat", show_default=True, type=click.Choice(["flat", "scenes"]))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
+@click.option("--raw", is_flag=True, help="Also write each sample's raw recordings under OUT/raw: Impinj CSV "
+              "and DCA1000 .bin + mmWave Studio JSON (79 MB per sample).")
 def synth(out: Path, volunteers: int, actions: int, trials: int, scenes: int, seed: int, layout: str,
-          workers: int) -> None:
+          workers: int, raw: bool) -> None:
     """Write a deterministic synthetic data set in the XRF55 layout to OUT."""
     from rfsense.data.synth import SynthConfig, synthesize
 
@@ -105,7 +107,7 @@ def synth(out: Path, volunteers: int, actions: int, trials: int, scenes: int, se
                           layout=layout)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    summary = synthesize(out, cfg, workers=workers)
+    summary = synthesize(out, cfg, workers=workers, raw=raw)
     click.echo(f"{summary['n_samples']} samples in {out} ({summary['n_written']} written, "
                f"{summary['n_skipped']} already there, {summary['seconds']:.1f} s)")
 
@@ -290,8 +292,14 @@ def _capture_formats() -> list[str]:
               help="Seconds without records that split a capture; no window bridges such a gap.")
 @click.option("--input-format", type=click.Choice(sorted(_capture_formats())), default=None,
               help="Read every capture as this format instead of recognising it from its content.")
+@click.option("--tag-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Impinj CSV: file with the 23 tag EPCs in row order (default: first 23 EPCs read, flagged).")
+@click.option("--radar-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="DCA1000 .bin: mmWave Studio JSON or YAML radar config (default: <name>.mmwave.json beside "
+              "the capture, else XRF55's profile, flagged).")
 def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers: str, threads: int | None,
-          batch_size: int, hop_s: float | None, short: str, max_gap_s: float, input_format: str | None) -> None:
+          batch_size: int, hop_s: float | None, short: str, max_gap_s: float, input_format: str | None,
+          tag_map: Path | None, radar_config: Path | None) -> None:
     """Classify recorded sensor data with MODEL.onnx (torch-free).
 
     INPUT: XRF55-layout folders, single <v>_<a>_<t>.npy files (partners found by key), .npz bundles with
@@ -303,7 +311,8 @@ def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers
     from rfsense.deploy.runtime import Runtime, format_predictions
 
     rt = Runtime(model, providers=providers, threads=threads)
-    opts = CaptureOptions(hop_s=hop_s, short=short, max_gap_s=max_gap_s)
+    extra = {k: v for k, v in (("tag_map", tag_map), ("radar_config", radar_config)) if v is not None}
+    opts = CaptureOptions(hop_s=hop_s, short=short, max_gap_s=max_gap_s, extra=extra)
     ids, preds = infer_paths(rt, list(inputs), top_k=top_k, batch_size=batch_size, options=opts,
                              input_format=input_format)
     if fmt == "table":

@@ -184,7 +184,8 @@ def test_atheros_log_with_0xbb_third_byte_is_not_taken_for_intel(tmp_path: Path)
 def test_csv_of_another_tool_is_not_esp32(tmp_path: Path) -> None:
     f = tmp_path / "tags.csv"
     f.write_text("epc,antenna,rssi,phase,timestamp\n3008,1,-52,1.2,1700000000\n")
-    assert detect(f) is None
+    fmt = detect(f)
+    assert fmt is None or fmt.name != "esp32"  # (an RFID reader log: the Impinj format claims it)
     with pytest.raises(DataError, match=r"tags\.csv: no usable CSI_DATA line"):
         esp32.read_esp32_stream(f)
 

@@ -126,3 +126,42 @@ def _register_wifi_formats() -> None:
 
 
 _register_wifi_formats()
+
+def _impinj_windows(paths: list[Path], opts: CaptureOptions) -> Iterator[Any]:
+    from rfsense.data.recordings.impinj import read_impinj
+
+    return read_impinj(list(paths), tag_map=opts.extra.get("tag_map"), hop_s=opts.hop_s, short=opts.short,
+                       max_gap_s=opts.max_gap_s)
+
+
+def _impinj_sniff(path: Path, head: bytes) -> bool:
+    from rfsense.data.recordings.impinj import sniff_impinj
+
+    return sniff_impinj(path, head)
+
+
+def _dca1000_sniff(path: Path, head: bytes) -> bool:
+    """Raw int16 ADC words have no header: a .bin whose first bytes are not text."""
+    if path.suffix.lower() != ".bin" or len(head) < 4:
+        return False
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return printable < 0.9 * len(head)
+
+
+def _dca1000_windows(paths: list[Path], opts: CaptureOptions) -> Iterator[Any]:
+    from rfsense.data.recordings.dca1000 import read_dca1000
+
+    return read_dca1000(list(paths), radar_config=opts.extra.get("radar_config"), hop_s=opts.hop_s,
+                        short=opts.short, clutter_removal=bool(opts.extra.get("clutter_removal", False)))
+
+
+register(CaptureFormat(
+    name="impinj", modality="rfid", suffixes=(".csv",),
+    description="Impinj RFID reader CSV log (EPC, Timestamp, PhaseAngle(Radian), ...); --tag-map gives tag rows",
+    sniff=_impinj_sniff, windows=_impinj_windows, max_files=256,
+))
+register(CaptureFormat(
+    name="dca1000", modality="mmwave", suffixes=(".bin",),
+    description="TI radar + DCA1000 raw ADC capture (<name>_Raw_0.bin, ...); --radar-config or <name>.mmwave.json",
+    sniff=_dca1000_sniff, windows=_dca1000_windows, max_files=256,
+))

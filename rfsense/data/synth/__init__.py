@@ -12,8 +12,9 @@ this generator. It simulates the mechanism, not labels painted on noise:
   tempo, amplitude, position and paths; scenes differ in device geometry and static multipath
   (`scene.py`);
 - each sensor sees the same trajectories through its own physics and impairments:
-  mmWave (60 GHz FMCW, `mmwave.py`): a blob per body part at range R (bin R / 6.5 cm) and radial
-  velocity v (bin 64 + v / 4.3 cm/s), amplitude ~ sqrt(rcs) / R^2, static clutter at zero Doppler, noise;
+  mmWave (60 GHz FMCW, XRF55's chirp profile, `mmwave.py`): a blob per body part at range R (bin R / 6.5 cm)
+  and radial velocity v (bin 64 + v / 4.33 cm/s: Doppler FFT of the 192 chirps of a frame, 147 us apart),
+  amplitude ~ sqrt(rcs) / R^2, static clutter at zero Doppler, noise;
   WiFi (5.64 GHz, 3 rx x 3 antennas x 30 subcarriers, 200 Hz, `wifi.py`): |sum of paths
   a * exp(-j*2*pi*f*L/c)| over static and body paths, thermal noise, AGC steps, packet gain jitter,
   people walking elsewhere, 8-bit quantisation, impulsive outliers, dropped packets (forward filled);
@@ -27,6 +28,9 @@ the modalities as on real XRF55 (mmWave > WiFi > RFID) with fusion above each (t
 Every sample is a pure function of (cfg.seed, cfg.scenes, volunteer, action, trial) (`sample.py`), so
 one sample can be regenerated alone and generation parallelises over processes (`writer.py`).
 `synth.json` records the generator version, config, geometry and the meaning of every axis (`describe.py`).
+With `raw=True` (`rfsense synth --raw`) each sample also gets the raw recordings its sensors would have
+made of the same scene: an Impinj reader CSV (`raw_rfid.py`) and a DCA1000 ADC capture + mmWave Studio
+JSON (`raw_mmwave.py`), which `rfsense.data.recordings` reads back into the same arrays.
 
 Run: ``rfsense synth OUT --volunteers 2 --actions 10 --trials 20 --workers 2``
 Speed: ``python benchmarks/bench_synth.py``

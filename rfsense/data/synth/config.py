@@ -72,5 +72,5 @@ def rng_for(*key: int) -> np.random.Generator:
 
 # Stream tags keep the random streams of different purposes apart.
 ACTION_SEED = 55_2024  # fixed: the 55 motion programmes are part of the generator, not of cfg.seed
-VOLUNTEER_STREAM, SCENE_STREAM, TRIAL_STREAM, NOISE_STREAM = 1, 2, 3, 4
+VOLUNTEER_STREAM, SCENE_STREAM, TRIAL_STREAM, NOISE_STREAM, RAW_STREAM = 1, 2, 3, 4, 5
 

@@ -10,11 +10,15 @@ from rfsense.data.synth.constants import (
     DURATION_S,
     GENERATOR_VERSION,
     MM_BW,
+    MM_CHIRPS,
     MM_FC,
     MM_FLUCT,
-    MM_FRAMES_PER_STEP,
+    MM_FRAME_S,
+    MM_FRAMES,
     MM_NOISE,
     MM_RANGE_RES,
+    MM_T_CHIRP,
+    MM_V_AMBIG,
     MM_V_MAX,
     MM_V_RES,
     N_ANT,
@@ -53,8 +57,9 @@ from rfsense.modalities import FOLDERS
 __all__ = ["describe"]
 
 
-def describe(cfg: SynthConfig) -> dict[str, Any]:
-    """The content of synth.json: generator version, config, geometry, axes and impairments."""
+def describe(cfg: SynthConfig, raw: bool = False) -> dict[str, Any]:
+    """The content of synth.json: generator version, config, geometry, axes and impairments (and the raw
+    recordings, when `raw`)."""
     scenes = {}
     for k in range(1, cfg.scenes + 1):
         s = scene_geometry(cfg.seed, k)
@@ -103,20 +108,30 @@ def describe(cfg: SynthConfig) -> dict[str, Any]:
                 "dtype": "float32",
                 "axes": [
                     "singleton (as in the XRF55 files)",
-                    f"time step: 17 over 5 s, each the mean of {MM_FRAMES_PER_STEP} radar frames at 20 fps",
-                    f"range bin: bin i is i * {MM_RANGE_RES:.4f} m from the radar",
+                    f"time step: 17 over 5 s; step s is the mean of the radar frames f (0..{MM_FRAMES - 1}, "
+                    f"{1 / MM_FRAME_S:.0f} frames/s) with f * {N_STEPS} // {MM_FRAMES} == s (5 or 6 frames)",
+                    f"range bin: bin i is i * {MM_RANGE_RES:.4f} m from the radar (Hann window, 256-point FFT of "
+                    "the 256 samples of a chirp)",
                     f"Doppler bin: bin b is (b - {N_DOPPLER // 2}) * {MM_V_RES:.4f} m/s of radial velocity "
-                    f"(positive = moving away), aliasing beyond +-{MM_V_MAX:.3f} m/s",
+                    f"(positive = moving away): Hann window over the {MM_CHIRPS} chirps of a frame "
+                    f"({MM_T_CHIRP * 1e6:.0f} us apart, all TX on), FFT zero-padded to {2 * MM_CHIRPS}, the "
+                    f"{N_DOPPLER} bins around zero kept; faster motion than +-{MM_V_MAX:.3f} m/s is outside the "
+                    f"map and aliases back only beyond +-{MM_V_AMBIG:.2f} m/s",
                 ],
                 "axes_note": "XRF55 does not document what 17 x 256 x 128 mean (XRF55-repo issue #8); "
                 "time x range x Doppler is this generator's choice",
-                "value": "range-Doppler magnitude: a Gaussian blob per body part at its range and radial "
-                "velocity (amplitude ~ sqrt(rcs)/R^2, antenna pattern 60 deg azimuth x 20 deg elevation), "
-                "static clutter at zero Doppler, complex receiver noise",
+                "value": "range-Doppler magnitude (|X| / window gains, mean over the 4 receivers): a blob per "
+                "body part at its range (Gaussian widened by the part's depth) and radial velocity (the "
+                "Doppler response of the windowed FFT), amplitude ~ sqrt(rcs)/R^2, antenna pattern 60 deg "
+                "azimuth x 20 deg elevation; static clutter at zero Doppler; complex receiver noise. "
+                "rfsense.data.recordings.dca1000 computes the same axes from raw DCA1000 captures",
                 "carrier_hz": MM_FC,
                 "bandwidth_hz": MM_BW,
                 "range_resolution_m": MM_RANGE_RES,
                 "velocity_resolution_m_s": MM_V_RES,
+                "chirp_period_s": MM_T_CHIRP,
+                "chirps_per_frame": MM_CHIRPS,
+                "frame_period_s": MM_FRAME_S,
                 "impairments": {
                     "receiver_noise_sigma": MM_NOISE,
                     "echo_fluctuation": f"each part's echo times |1 + {MM_FLUCT} * CN(0, 1)| per frame (Swerling I)",
@@ -171,5 +186,27 @@ def describe(cfg: SynthConfig) -> dict[str, Any]:
         },
         "scenes": scenes,
         "volunteers": volunteers,
+        **({"raw_recordings": _RAW} if raw else {}),
     }
+
+
+_RAW = {
+    "impinj": {
+        "files": "raw/impinj/<v>_<a>_<t>.csv, tag map raw/impinj/Scene<k>.tags.txt (23 EPCs in row order)",
+        "format": "Impinj reader CSV: EPC,Timestamp (us since the epoch),Antenna,TxPower,Frequency(MHz),RSS(dbm),"
+        "PhaseAngle(Radian),PhaseAngle(Degree),DopplerShift(Hz),Velocity; one row per received read",
+        "content": "the reads the RFID .npy is resampled from (same times and phases), plus frequency hopping "
+        "over 16 channels (920.625 + 0.25 i MHz, 0.2 s dwell) with a phase offset per channel, and the "
+        "reader's 4096-step phase quantisation",
+        "read_with": "rfsense.data.recordings.impinj.read_impinj (rfsense infer MODEL LOG.csv --tag-map MAP)",
+    },
+    "dca1000": {
+        "files": "raw/dca1000/<v>_<a>_<t>_Raw_0.bin + <v>_<a>_<t>.mmwave.json (mmWave Studio JSON export)",
+        "format": "XRF55's IWR6843 profile: 100 frames x 192 chirps x 4 RX x 256 complex int16 samples, 2 LVDS "
+        "lanes (I0 I1 Q0 Q1 ...), receiver by receiver within a chirp; 78.6 MB",
+        "content": "beat signals of the scatterers the mmWave .npy is drawn from (same ranges, velocities, "
+        "amplitudes), three speckle points per body part, static clutter, receiver noise, int16 quantisation",
+        "read_with": "rfsense.data.recordings.dca1000.read_dca1000 (rfsense infer MODEL CAPTURE_Raw_0.bin)",
+    },
+}
 

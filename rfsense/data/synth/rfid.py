@@ -1,6 +1,12 @@
-"""RFID backscatter phase of the simulated scene: 23 tags read irregularly at ~30 Hz, 148 slots."""
+"""RFID backscatter phase of the simulated scene: 23 tags read irregularly at ~30 Hz, 148 slots.
+
+`rfid_reads` gives every read the reader takes (time, phase, whether it was received); `simulate_rfid`
+resamples them to the 148 slots of the XRF55 array, and `raw_rfid` logs the same reads as an Impinj CSV.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,13 +28,24 @@ from rfsense.data.synth.constants import (
 )
 from rfsense.data.synth.scene import Scene, dist
 
-__all__ = ["simulate_rfid"]
+__all__ = ["RfidReads", "rfid_reads", "simulate_rfid"]
 
 
-def simulate_rfid(
-    scene: Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator
-) -> npt.NDArray[np.float64]:
-    """Wrapped backscatter phase (23, 148) float64 in [0, 2*pi), zero-order hold on missing reads."""
+@dataclass(frozen=True)
+class RfidReads:
+    """Every read attempt of the 23 tags in 5 s: times (23, n) s, phase (23, n) rad (not wrapped),
+    valid (23, n) bool (received, before 5 s), snr (23, n) relative backscatter power at each read, and the
+    noise-free round-trip phase track (23, 1000) on the 200 Hz grid (its rate is the tag's Doppler shift)."""
+
+    times: np.ndarray
+    phase: np.ndarray
+    valid: np.ndarray
+    snr: np.ndarray
+    track: np.ndarray
+
+
+def rfid_reads(scene: Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator) -> RfidReads:
+    """The reads of one recording: round-trip phase 4*pi*d/lambda + tag offset, shadowing, noise, misses."""
     k = 2 * np.pi / RFID_LAMBDA
     reader, tags = scene.reader, scene.tags
     d_rt = dist(reader, tags)  # (23,)
@@ -69,6 +86,15 @@ def simulate_rfid(
     noise = RFID_PHASE_NOISE / np.sqrt(np.maximum(snr[rows, idx], 0.25))
     reads = phase[rows, idx] + noise * rng.standard_normal(times.shape)
     reads += np.pi * (rng.random(times.shape) < RFID_PI_JUMP_P)
+    return RfidReads(times, reads, valid, snr[rows, idx], phase)
+
+
+def simulate_rfid(
+    scene: Scene, body: np.ndarray, rcs: np.ndarray, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
+    """Wrapped backscatter phase (23, 148) float64 in [0, 2*pi), zero-order hold on missing reads."""
+    r = rfid_reads(scene, body, rcs, rng)
+    times, reads, valid = r.times, r.phase, r.valid
     # Resample to 148 slots by zero-order hold: slot i takes the latest read at or before its end;
     # slots before the first read take the first read. (Interpolating wrapped phase would
     # invent values across the 2*pi wraps.)

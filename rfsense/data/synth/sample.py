@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from rfsense.data.synth.config import NOISE_STREAM, TRIAL_STREAM, SynthConfig, check_key, rng_for
@@ -9,10 +11,37 @@ from rfsense.data.synth.constants import RCS
 from rfsense.data.synth.mmwave import simulate_mmwave
 from rfsense.data.synth.motion import body_track, programmes
 from rfsense.data.synth.rfid import simulate_rfid
-from rfsense.data.synth.scene import scene_geometry, volunteer_traits
+from rfsense.data.synth.scene import Scene, scene_geometry, volunteer_traits
 from rfsense.data.synth.wifi import simulate_wifi
 
-__all__ = ["generate_sample"]
+__all__ = ["World", "generate_sample", "world"]
+
+
+@dataclass(frozen=True)
+class World:
+    """One trial's simulated world: the scene, the body's scatterer tracks (S, 1000, 3) on the 200 Hz grid,
+    its RCS scale, and the seeded noise streams of the three sensors (mmwave, wifi, rfid)."""
+
+    scene: Scene
+    body: np.ndarray
+    size: float
+    noise: tuple[np.random.Generator, np.random.Generator, np.random.Generator]
+
+
+def world(cfg: SynthConfig, volunteer: int, action: int, trial: int) -> World:
+    """The world of sample (volunteer, action, trial): a pure function of (cfg.seed, cfg.scenes, key).
+
+    Raises:
+        ValueError: an id is not a positive integer or action > 55.
+    """
+    check_key(cfg, volunteer, action, trial)
+    scene = scene_geometry(cfg.seed, cfg.scene_of(volunteer))
+    vol = volunteer_traits(cfg.seed, volunteer)
+    prog = programmes()[action - 1]
+    body, size = body_track(prog, vol, scene, rng_for(cfg.seed, TRIAL_STREAM, volunteer, action, trial))
+    noise = tuple(rng_for(cfg.seed, NOISE_STREAM, volunteer, action, trial, i) for i in range(3))
+    return World(scene, body, size, noise)  # type: ignore[arg-type]
+
 
 def generate_sample(cfg: SynthConfig, volunteer: int, action: int, trial: int) -> dict[str, np.ndarray]:
     """Generate one sample; a pure function of (cfg.seed, cfg.scenes, volunteer, action, trial).
@@ -29,15 +58,9 @@ def generate_sample(cfg: SynthConfig, volunteer: int, action: int, trial: int) -
     Raises:
         ValueError: an id is not a positive integer or action > 55.
     """
-    check_key(cfg, volunteer, action, trial)
-    scene = scene_geometry(cfg.seed, cfg.scene_of(volunteer))
-    vol = volunteer_traits(cfg.seed, volunteer)
-    prog = programmes()[action - 1]
-    body, size = body_track(prog, vol, scene, rng_for(cfg.seed, TRIAL_STREAM, volunteer, action, trial))
-    noise = [rng_for(cfg.seed, NOISE_STREAM, volunteer, action, trial, i) for i in range(3)]
+    w = world(cfg, volunteer, action, trial)
     return {
-        "mmwave": simulate_mmwave(scene, body, RCS["mmwave"] * size, noise[0]),
-        "wifi": simulate_wifi(scene, body, RCS["wifi"] * size, noise[1]),
-        "rfid": simulate_rfid(scene, body, RCS["rfid"] * size, noise[2]),
+        "mmwave": simulate_mmwave(w.scene, w.body, RCS["mmwave"] * w.size, w.noise[0]),
+        "wifi": simulate_wifi(w.scene, w.body, RCS["wifi"] * w.size, w.noise[1]),
+        "rfid": simulate_rfid(w.scene, w.body, RCS["rfid"] * w.size, w.noise[2]),
     }
-

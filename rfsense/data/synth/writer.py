@@ -13,21 +13,22 @@ from typing import Any
 
 import numpy as np
 
-from rfsense._io import atomic_write_json
-from rfsense.data.synth.config import SynthConfig
+from rfsense._io import atomic_write_json, atomic_write_text
+from rfsense.data.synth.config import RAW_STREAM, SynthConfig, rng_for
 from rfsense.data.synth.constants import GENERATOR_VERSION
 from rfsense.data.synth.describe import describe
-from rfsense.data.synth.sample import generate_sample
+from rfsense.data.synth.sample import generate_sample, world
 from rfsense.errors import DataError
-from rfsense.modalities import FOLDERS, MODALITIES
+from rfsense.modalities import FOLDERS, MODALITIES, N_CLASSES
 from rfsense.progress import progress
 
-__all__ = ["SYNTH_JSON", "sample_paths", "synthesize"]
+__all__ = ["RAW_DIR", "SYNTH_JSON", "raw_paths", "sample_paths", "synthesize", "tag_map_path"]
 
 _logger = logging.getLogger(__name__)
 
 SYNTH_JSON = "synth.json"
 _PENDING_JSON = ".synth.pending.json"  # config of an unfinished run, so a resume can check it
+RAW_DIR = "raw"  # raw recordings (--raw) live in OUT/raw/{impinj,dca1000}, apart from the XRF55 tree
 
 
 def _sample_dir(out: Path, cfg: SynthConfig, volunteer: int) -> Path:
@@ -46,6 +47,21 @@ def sample_paths(
     return {m: base / FOLDERS[m] / name for m in MODALITIES}
 
 
+def raw_paths(out: str | os.PathLike[str], volunteer: int, action: int, trial: int) -> dict[str, Path]:
+    """Where the raw recordings of one sample live: Impinj CSV, DCA1000 capture and its radar config."""
+    raw, name = Path(out) / RAW_DIR, f"{volunteer}_{action}_{trial}"
+    return {
+        "rfid_csv": raw / "impinj" / f"{name}.csv",
+        "mmwave_bin": raw / "dca1000" / f"{name}_Raw_0.bin",
+        "mmwave_config": raw / "dca1000" / f"{name}.mmwave.json",
+    }
+
+
+def tag_map_path(out: str | os.PathLike[str], scene: int) -> Path:
+    """The tag map (23 EPCs in row order) of a scene's raw RFID logs."""
+    return Path(out) / RAW_DIR / "impinj" / f"Scene{scene}.tags.txt"
+
+
 def _save_atomic(path: Path, arr: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
@@ -53,15 +69,34 @@ def _save_atomic(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)  # readers never see a half-written .npy
 
 
-def _make_one(args: tuple[str, SynthConfig, tuple[int, int, int]]) -> int:
-    """Worker: generate and write one sample; returns bytes written."""
-    out, cfg, (v, a, t) = args
+def _make_one(args: tuple[str, SynthConfig, tuple[int, int, int], bool]) -> int:
+    """Worker: generate one sample, write its missing .npy files (and raw recordings); returns bytes written."""
+    out, cfg, (v, a, t), raw = args
     arrays = generate_sample(cfg, v, a, t)
     n = 0
     for m, path in sample_paths(out, cfg, v, a, t).items():
-        _save_atomic(path, arrays[m])
-        n += arrays[m].nbytes
+        if not path.exists():
+            _save_atomic(path, arrays[m])
+            n += arrays[m].nbytes
+    if raw:
+        from rfsense.data.synth.raw_mmwave import write_raw_mmwave
+        from rfsense.data.synth.raw_rfid import write_raw_rfid
+
+        paths = raw_paths(out, v, a, t)
+        rngs = [rng_for(cfg.seed, RAW_STREAM, v, a, t, i) for i in range(2)]
+        if not paths["rfid_csv"].exists():
+            # each recording starts at its own time on the reader's clock (trials 1 min apart)
+            start = 60.0 * (((v - 1) * N_CLASSES + a - 1) * 100 + t)
+            n += write_raw_rfid(world(cfg, v, a, t), rngs[0], paths["rfid_csv"], seed=cfg.seed,
+                                scene=cfg.scene_of(v), start_s=start)
+        if not (paths["mmwave_bin"].exists() and paths["mmwave_config"].exists()):
+            n += write_raw_mmwave(world(cfg, v, a, t), rngs[1], paths["mmwave_bin"], paths["mmwave_config"])
     return n
+
+
+def _done(out: Path, cfg: SynthConfig, key: tuple[int, int, int], raw: bool) -> bool:
+    paths = list(sample_paths(out, cfg, *key).values()) + (list(raw_paths(out, *key).values()) if raw else [])
+    return all(p.exists() for p in paths)
 
 
 def _check_existing(path: Path, want: dict[str, Any], what: str) -> bool:
@@ -88,7 +123,7 @@ def _check_existing(path: Path, want: dict[str, Any], what: str) -> bool:
     return True
 
 
-def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) -> dict[str, Any]:
+def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1, raw: bool = False) -> dict[str, Any]:
     """Write the XRF55 tree for `cfg` under `out` plus `synth.json`; idempotent and resumable.
 
     Each .npy is written as `<name>.npy.tmp` then renamed; a sample is finished when its three
@@ -98,6 +133,9 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
         out: output folder (created if needed).
         cfg: what to generate.
         workers: processes; 1 generates in this process.
+        raw: also write each sample's raw recordings under OUT/raw (`raw_paths`): an Impinj CSV log and a
+            DCA1000 capture (79 MB) + mmWave Studio JSON, of the same simulated scene; plus a tag map
+            per scene (`tag_map_path`).
 
     Returns:
         {'out', 'n_samples', 'n_written', 'n_skipped', 'seconds', 'samples_per_s', 'bytes_written'}.
@@ -116,7 +154,7 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
     done = _check_existing(out / SYNTH_JSON, want, "synth.json")
     _check_existing(out / _PENDING_JSON, want, "pending-run record")
 
-    todo = [k for k in cfg.keys() if not all(p.exists() for p in sample_paths(out, cfg, *k).values())]
+    todo = [k for k in cfg.keys() if not _done(out, cfg, k, raw)]
     summary: dict[str, Any] = {"out": str(out), "n_samples": cfg.n_samples, "n_written": 0}
     if done and not todo:
         _logger.info("%s already holds the finished data set (%d samples); nothing to do", out, cfg.n_samples)
@@ -132,10 +170,17 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / _PENDING_JSON, {"generator_version": GENERATOR_VERSION, "config": asdict(cfg)})
     dirs = {p.parent for k in todo for p in sample_paths(out, cfg, *k).values()}
+    if raw:
+        dirs |= {p.parent for k in todo for p in raw_paths(out, *k).values()}
     for d in sorted(dirs):
         d.mkdir(parents=True, exist_ok=True)
-        for stale in d.glob("*.npy.tmp"):  # left by an interrupted run
+        for stale in d.glob("*.tmp"):  # left by an interrupted run
             stale.unlink()
+    if raw:
+        from rfsense.data.synth.raw_rfid import tag_map_text
+
+        for k in sorted({cfg.scene_of(v) for v, _, _ in todo}):
+            atomic_write_text(tag_map_path(out, k), tag_map_text(cfg.seed, k))
     _logger.info(
         "synthesising %d of %d samples into %s with %d worker%s",
         len(todo),
@@ -144,7 +189,7 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
         workers,
         "s" if workers > 1 else "",
     )
-    tasks = [(str(out), cfg, k) for k in todo]
+    tasks = [(str(out), cfg, k, raw) for k in todo]
     n_bytes = 0
     if workers == 1 or len(tasks) <= 1:
         for task in progress(tasks, total=len(tasks), header="synth"):
@@ -153,7 +198,7 @@ def synthesize(out: str | os.PathLike[str], cfg: SynthConfig, workers: int = 1) 
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
             for n in progress(pool.map(_make_one, tasks), total=len(tasks), header="synth"):
                 n_bytes += n
-    atomic_write_json(out / SYNTH_JSON, describe(cfg))
+    atomic_write_json(out / SYNTH_JSON, describe(cfg, raw=raw or (out / RAW_DIR).is_dir()))
     (out / _PENDING_JSON).unlink(missing_ok=True)
     seconds = perf_counter() - start
     _logger.info("wrote %d samples (%.1f MB) in %.1f s", len(todo), n_bytes / 1e6, seconds)
