@@ -94,7 +94,8 @@ def parse_key(name: str) -> SampleKey | None:
     if not name.endswith(".npy"):
         return None
     parts = name[:-4].split("_")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    # ASCII digits only: str.isdigit() also accepts '²' (which int() refuses) and '１' (which it reads as 1).
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
         return None
     v, a, t = (int(p) for p in parts)
     return SampleKey(v, a, t)
@@ -139,6 +140,9 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
         scene, origin = _group_of(here.relative_to(root).parts[:-1])
         for name in filenames:
             path = here / name
+            if not path.exists():  # a symlink whose target is gone: say so once, never read it
+                problems.append(Problem("bad_file", str(path), "dangling symlink (its target does not exist)"))
+                continue
             key = parse_key(name)
             if key is None:
                 if not name.startswith("."):

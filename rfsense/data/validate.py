@@ -8,7 +8,9 @@ the report counts every status per modality. One file is in memory at a time.
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ __all__ = [
     "check_modality",
     "check_tree",
     "load_modality",
+    "load_npy",
+    "load_npz",
     "read_npy_header",
 ]
 
@@ -40,9 +44,13 @@ class NpyHeader:
 
 
 def read_npy_header(path: str | os.PathLike[str]) -> NpyHeader:
-    """Parse a .npy header without reading the array; raise DataError if the file is empty, not .npy or truncated."""
+    """Parse a .npy header without reading the array; raise DataError if the file is missing, empty, not .npy
+    or shorter than its header promises (so no reader ever allocates for a shape the bytes cannot fill)."""
     path = Path(path)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError as err:  # e.g. a dangling symlink
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
     if size == 0:
         raise DataError(f"{path}: zero-byte file")
     try:
@@ -55,7 +63,7 @@ def read_npy_header(path: str | os.PathLike[str]) -> NpyHeader:
             offset = f.tell()
     except (ValueError, OSError, EOFError) as err:
         raise DataError(f"{path}: not a valid .npy file ({err})") from None
-    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = offset + math.prod(shape) * dtype.itemsize  # Python ints: a huge promised shape cannot wrap around
     if dtype.hasobject:
         raise DataError(f"{path}: holds Python objects (dtype {dtype}); expected a real float array")
     if size < need:
@@ -81,14 +89,58 @@ def check_modality(arr: np.ndarray, modality: Modality, source: str = "<array>")
     return arr.reshape(SHAPES[modality])
 
 
+def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> np.ndarray:
+    """Load any .npy safely: the header is checked against the file size first, objects are refused.
+
+    Raises:
+        DataError: missing, empty, malformed, truncated, or object file (the message names it).
+    """
+    read_npy_header(path)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+
+
+# A bundle holds one sample per modality; the largest (mmWave as float64) is 4.5 MB.
+_MAX_MEMBER_BYTES = 64 << 20
+
+
+def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Load every array of an .npz safely: each member's header is checked against its stored size (and a sane
+    bound) before anything is allocated, objects are refused.
+
+    Raises:
+        DataError: not a zip of .npy members, a truncated or oversized member, or objects (the message names it).
+    """
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                    need = math.prod(shape) * dtype.itemsize
+                if dtype.hasobject or need > _MAX_MEMBER_BYTES or need > info.file_size:
+                    raise DataError(f"{path}: array {name!r} promises {shape} {dtype} ({need} bytes) but stores "
+                                    f"{info.file_size}; expected one sample of real numbers per modality")
+                with zf.open(info) as f:
+                    out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
+        raise DataError(f"{path}: not a readable .npz bundle ({err})") from None
+    return out
+
+
 def load_modality(path: str | os.PathLike[str], modality: Modality, mmap: bool = False) -> np.ndarray:
     """Load one modality file, validated, in canonical shape (values not scanned)."""
     header = read_npy_header(path)
     _check_dtype(header.dtype, modality, str(path))
     if canonical_shape(modality, header.shape) is None:
         raise DataError(f"{modality} array in {path} has shape {header.shape}; expected {expected_shape(modality)}")
-    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    return arr.reshape(SHAPES[modality])
+    return load_npy(path, mmap).reshape(SHAPES[modality])
 
 
 def _count_nonfinite(path: Path, chunk: int = 1 << 22) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 from rfsense.data.layout import discover, parse_key
 from rfsense.data.recordings.formats import FORMATS, CaptureOptions, detect, get_format
+from rfsense.data.validate import load_npy, load_npz
 from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES
 
@@ -37,9 +38,9 @@ class InferSample:
 
 def _load_npy(path: Path, notes: list[str]) -> np.ndarray | None:
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        notes.append(f"{path}: unreadable ({err})")
+        return load_npy(path)
+    except DataError as err:
+        notes.append(f"unreadable: {err}")
         return None
 
 
@@ -69,15 +70,11 @@ def _single_npy(path: Path) -> InferSample:
 
 
 def _npz(path: Path) -> InferSample:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            unknown = set(z.files) - _NPZ_KEYS
-            if unknown:
-                raise DataError(f"{path}: unknown arrays {sorted(unknown)}; expected any of mmwave, wifi, rfid")
-            arrays = {m: (z[m] if m in z.files else None) for m in MODALITIES}
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npz bundle ({err})") from None
-    return InferSample(path.stem, arrays)
+    bundle = load_npz(path)
+    unknown = set(bundle) - _NPZ_KEYS
+    if unknown:
+        raise DataError(f"{path}: unknown arrays {sorted(unknown)}; expected any of mmwave, wifi, rfid")
+    return InferSample(path.stem, {m: bundle.get(m) for m in MODALITIES})
 
 
 def _is_capture(p: Path) -> bool:
