@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rfsense.data.preprocess import preprocess
-from rfsense.data.quality import QualityConfig
+from rfsense.data.quality import STATUSES, USABLE, QualityConfig
 from rfsense.deploy import (
     Prediction,
     ProviderError,
@@ -430,10 +430,10 @@ def test_predict_never_crashes_and_never_returns_non_finite(shared_runtime, data
             event(f"{m} {v.status}")
         assert set(p.verdicts) == set(MODALITIES)
         assert p.status in ("ok", "no_prediction")
-        usable = [m for m in MODALITIES if p.verdicts[m].status in ("ok", "repaired")]
+        usable = [m for m in MODALITIES if p.verdicts[m].status in USABLE]
         assert p.modalities_used == usable
         for m, v in p.verdicts.items():
-            assert v.status in ("ok", "repaired", "failed", "absent")
+            assert v.status in STATUSES
             if v.status in ("failed", "absent"):
                 assert v.reasons and all(r.startswith(f"{m}:") for r in v.reasons)
         if p.status == "ok":
