@@ -81,6 +81,7 @@ def main(verbose: int, quiet: int) -> None:
     rfsense compare RUN_A RUN_B          two runs side by side
     rfsense export [RUN]                 ONNX + manifest, parity-checked
     rfsense infer MODEL.onnx INPUT...    torch-free inference on recorded data
+    rfsense stress MODEL... --data ROOT  sensor-failure stress tests, curves and tables
     """
     setup_logging(verbose - quiet)
 
@@ -274,6 +275,62 @@ def _capture_formats() -> list[str]:
     from rfsense.data.recordings.formats import FORMATS
 
     return list(FORMATS)
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """'a,b,c' -> ('a', 'b', 'c'); 'all' or unset -> None."""
+    if value is None or value.strip() == "all":
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("models", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="XRF55-layout tree whose split is corrupted (required unless --list-faults).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
+@click.option("--train-trials", callback=_int_list, help="Trials in train (default 1-14; rest test).")
+@click.option("--faults", callback=_names, help="Comma-separated faults, or all (default: every fault).")
+@click.option("--modalities", callback=_names, help="Comma-separated modalities to corrupt (default: all).")
+@click.option("--severities", default="0-5", show_default=True, callback=_int_list, help="E.g. 0-5 or 0,3,5.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--health", default="both", show_default=True, type=click.Choice(["on", "off", "both"]),
+              help="With the runtime's health checks, without them, or both.")
+@click.option("--alone", is_flag=True, help="Evaluate a corrupted sensor alone (the others not given).")
+@click.option("--limit", type=click.IntRange(1), help="At most N samples, spread over the split (a quick look).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for results.json/.csv, report.md and curves (default stress/<first model>/).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--list-faults", is_flag=True, help="Print every fault, its severities and their physical meaning.")
+def stress(models: tuple[Path, ...], data_root: Path | None, split: str, train_trials: list[int] | None,
+           faults: tuple[str, ...] | None, modalities: tuple[str, ...] | None, severities: list[int], seed: int,
+           health: str, alone: bool, limit: int | None, workers: int, out: Path | None, fmt: str,
+           list_faults: bool) -> None:
+    """Sensor-failure stress tests: accuracy of MODEL(s) (exported .onnx or run folders) under faults.
+
+    Every model sees exactly the same corrupted samples (same seed), so their curves compare point by point.
+    """
+    from rfsense.data.faults import describe_faults
+
+    if list_faults:
+        click.echo(describe_faults())
+        return
+    if not models or data_root is None:
+        raise click.UsageError("give MODEL(s) and --data ROOT (or --list-faults)")
+    from rfsense.data.layout import SplitSpec
+    from rfsense.deploy.stress import StressOptions, run_stress, summary_table
+    from rfsense.modalities import MODALITIES
+
+    opts = StressOptions(faults=faults or (), modalities=modalities or MODALITIES, severities=tuple(severities),
+                         seed=seed, health=health, split=split, limit=limit, alone=alone, workers=workers,
+                         spec=SplitSpec(train_trials=tuple(train_trials)) if train_trials else SplitSpec())
+    results = run_stress(list(models), data_root, opts, out)
+    if fmt == "json":
+        click.echo(json.dumps(results["summary"], indent=2))
+    else:
+        click.echo(summary_table(results["summary"]))
+        click.echo(f"\nreport: {Path(results['out']) / 'report.md'} (results.json, results.csv, curves beside it)")
 
 
 @main.command(context_settings=CONTEXT)

@@ -187,7 +187,8 @@ def export_run(
     for stale in clean_stale_temporaries(out, f"{name}.onnx"):
         _logger.info("removed %s, left by an interrupted export", stale)
     model, cfg = load_run_model(run_dir, "best")
-    test = open_run_pack(cfg).split("test")
+    pack = open_run_pack(cfg)
+    test = pack.split("test")
     final = out / f"{name}.onnx"
     _logger.info("exporting %s -> %s", run_dir, final)
     with locked_temporary(final) as tmp:
@@ -212,6 +213,8 @@ def export_run(
         "class_names": list(CLASS_NAMES),
         "preprocessing": to_data(cfg.data.preprocessing),
         "health": to_data(cfg.data.quality),
+        # each modality's raw-domain std over the training split: the stress suite's gaussian noise scale s(m)
+        "raw_std": pack.raw_std,
         "run": {"path": str(run_dir), "name": cfg.name, "model": to_data(model.config)},
         "metrics": {k: metrics.get(k) for k in ("subsets", "n", "geometry") if k in metrics},
         "parity": parity,
