@@ -76,6 +76,7 @@ def main(verbose: int, quiet: int) -> None:
     rfsense synth DIR                    synthetic XRF55-layout data set
     rfsense data check ROOT              validate an XRF55 tree
     rfsense data pack ROOT OUT           preprocess + pack into memory-mapped arrays
+    rfsense convert SESSION.yaml OUT     your labelled recordings -> an XRF55-layout tree
     rfsense train configs/xrf55.yaml     encoders + X-Fi-style fusion + DAGR
     rfsense eval RUN                     7-subset accuracy + geometry diagnostics
     rfsense compare RUN_A RUN_B          two runs side by side
@@ -354,24 +355,48 @@ def stress(models: tuple[Path, ...], data_root: Path | None, split: str, train_t
 @click.option("--radar-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="DCA1000 .bin: mmWave Studio JSON or YAML radar config (default: <name>.mmwave.json beside "
               "the capture, else XRF55's profile, flagged).")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Session files: the convert.json of the conversion the model was trained on; its tag map, radar "
+              "config, receiver formats and clocks fill in what the session leaves open.")
 def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers: str, threads: int | None,
           batch_size: int, hop_s: float | None, short: str, max_gap_s: float, input_format: str | None,
-          tag_map: Path | None, radar_config: Path | None) -> None:
+          tag_map: Path | None, radar_config: Path | None, mapping: Path | None) -> None:
     """Classify recorded sensor data with MODEL.onnx (torch-free).
 
     INPUT: XRF55-layout folders, single <v>_<a>_<t>.npy files (partners found by key), .npz bundles with
-    mmwave/wifi/rfid arrays, or raw captures recognised by their content (WiFi: one file per receiver, up
-    to 3, given together); `rfsense infer --help` lists the formats under --input-format.
+    mmwave/wifi/rfid arrays, session files (.yaml: one capture per sensor on one timeline; its windows:
+    options apply, --hop overrides its hop), or raw captures recognised by their content (WiFi: one file
+    per receiver, up to 3, given together); `rfsense infer --help` lists the formats under --input-format.
     """
     from rfsense.data.recordings.formats import CaptureOptions
     from rfsense.deploy.infer import infer_paths
     from rfsense.deploy.runtime import Runtime, format_predictions
 
     rt = Runtime(model, providers=providers, threads=threads)
-    extra = {k: v for k, v in (("tag_map", tag_map), ("radar_config", radar_config)) if v is not None}
+    extra = {k: v for k, v in (("tag_map", tag_map), ("radar_config", radar_config), ("mapping", mapping))
+             if v is not None}
     opts = CaptureOptions(hop_s=hop_s, short=short, max_gap_s=max_gap_s, extra=extra)
     ids, preds = infer_paths(rt, list(inputs), top_k=top_k, batch_size=batch_size, options=opts,
                              input_format=input_format)
     if fmt == "table":
         click.echo(f"model {model} on {', '.join(rt.providers)}; {len(preds)} samples", err=True)
     click.echo(format_predictions(preds, ids, fmt))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("session_file", metavar="SESSION.yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="convert.json of an earlier conversion: read these captures with the same tag map, radar "
+              "config, receiver formats and clocks where the session leaves them open.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier conversion at OUT.")
+def convert(session_file: Path, out: Path, mapping: Path | None, overwrite: bool) -> None:
+    """Write the labelled trials of SESSION.yaml as an XRF55-layout tree at OUT, plus OUT/convert.json."""
+    from rfsense.data.recordings.convert import convert_session
+
+    meta = convert_session(session_file, out, mapping=mapping, overwrite=overwrite)  # logs the sensors' overlap
+    flagged = sum(bool(s["flags"]) for s in meta["samples"])
+    click.echo(f"wrote {len(meta['samples'])} samples to {out} ({', '.join(meta['layout'])}); "
+               f"{flagged} with flags, {len(meta['skipped'])} trials skipped; mappings in {out / 'convert.json'}")
+    for s in meta["skipped"]:
+        click.echo(f"  skipped {s['name']} at {s['start_s']:.2f} s: {s['reason']}")

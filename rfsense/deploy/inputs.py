@@ -3,7 +3,10 @@
 - an XRF55-layout folder (any layout) or one `.npy` of a sample (its partners are found by key),
 - `.npz` bundles with keys `mmwave`, `wifi`, `rfid` (any may be missing),
 - raw captures in any registered format (`rfsense.data.recordings.formats`, recognised by content), cut
-  into windows; files of one format given together form one recording (WiFi: one per receiver, up to 3).
+  into windows; files of one format given together form one recording (WiFi: one per receiver, up to 3),
+- session files (`.yaml`/`.yml`, `rfsense.data.recordings.session`): every sensor's capture on one timeline,
+  cut into windows at the same times; a sensor covering too little of a window is absent for it (the note
+  says why). `CaptureOptions.hop_s` overrides the session's hop; `extra["mapping"]` names a convert.json.
 
 A file that cannot be read does not stop the others: its modality becomes None and a note says why,
 so the runtime's health report carries it.
@@ -77,8 +80,20 @@ def _npz(path: Path) -> InferSample:
     return InferSample(path.stem, {m: bundle.get(m) for m in MODALITIES})
 
 
+_SESSION_SUFFIXES = (".yaml", ".yml")
+
+
 def _is_capture(p: Path) -> bool:
-    return p.is_file() and p.suffix not in (".npy", ".npz")
+    return p.is_file() and p.suffix not in (".npy", ".npz") and p.suffix.lower() not in _SESSION_SUFFIXES
+
+
+def _session(path: Path, options: CaptureOptions) -> Iterator[InferSample]:
+    """Windows of every sensor of a session file, one sample per window (absent sensors' arrays are None)."""
+    from rfsense.data.recordings.session import grid_starts, open_session, session_windows
+
+    session = open_session(path, options.extra.get("mapping"))
+    for w in session_windows(session, grid_starts(session, options.hop_s)):
+        yield InferSample(f"{session.name}@{w.start_s:.1f}-{w.end_s:.1f}s", dict(w.arrays), w.notes)
 
 
 def iter_inputs(
@@ -86,9 +101,9 @@ def iter_inputs(
 ) -> Iterator[InferSample]:
     """Yield inference samples from the given paths in order.
 
-    Folders, `.npy` and `.npz` are read as XRF55 samples; any other file is a raw capture whose format is
-    recognised from its content (or forced with `input_format`). Captures of one format given together
-    form one recording (WiFi: one file per receiver).
+    Folders, `.npy` and `.npz` are read as XRF55 samples, `.yaml`/`.yml` as session files; any other file is a
+    raw capture whose format is recognised from its content (or forced with `input_format`). Captures of one
+    format given together form one recording (WiFi: one file per receiver).
     """
     options = options or CaptureOptions()
     groups: dict[str, list[Path]] = {}
@@ -101,6 +116,8 @@ def iter_inputs(
                 known = ", ".join(f"{f.name} ({f.description})" for f in FORMATS.values())
                 raise DataError(f"input {p}: not a folder, .npy or .npz, and not a capture format rfsense reads: {known}")
             groups.setdefault(fmt.name, []).append(p)
+        elif p.suffix.lower() in _SESSION_SUFFIXES:
+            yield from _session(p, options)
         elif p.is_dir():
             for s in discover(p).samples:
                 prefix = "/".join(x for x in (s.origin, s.scene) if x)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,8 @@ from rfsense.data.recordings.radar_dsp import N_DOPPLER, N_RANGE, range_doppler
 from rfsense.data.recordings.timeline import Span, Window, WindowPlan, spans_to_windows
 from rfsense.errors import DataError
 
-__all__ = ["N_STEPS", "Capture", "decode_frames", "encode_frames", "open_capture", "read_dca1000"]
+__all__ = ["N_STEPS", "Capture", "capture_flags", "capture_windows", "decode_frames", "encode_frames",
+           "open_capture", "read_dca1000"]
 
 _log = logging.getLogger(__name__)
 
@@ -189,7 +190,8 @@ class _Stream:
         return np.frombuffer(buf, dtype="<i2")
 
 
-def _flags(cap: Capture) -> list[str]:
+def capture_flags(cap: Capture) -> list[str]:
+    """What a capture's windows inherit: an assumed radar profile, a profile unlike XRF55's, a frame count off."""
     cfg = cap.config
     out = []
     if not cap.config_source:
@@ -255,38 +257,59 @@ def read_dca1000(
 def _windows(captures: list[Capture], plans: list[list[WindowPlan]], window_s: float,
              clutter_removal: bool) -> Iterator[Window]:
     for cap, cap_plans in zip(captures, plans, strict=True):
-        cfg = cap.config
-        win = int(round(window_s * cfg.frame_rate))
-        of_step = np.arange(win) * N_STEPS // win  # frame j of a window -> its step
-        flags = _flags(cap)
-        sources = [str(p) for p in cap.files]
-        stream = _Stream(cap)
-        try:
-            pending = list(cap_plans)
-            active: list[tuple[WindowPlan, np.ndarray, np.ndarray, int]] = []  # plan, sums, counts, last frame
-            frame = pending[0].offset if pending else 0
-            while pending or active:
-                while pending and pending[0].offset <= frame:
-                    plan = pending.pop(0)
-                    n = min(win, cap.n_frames - plan.offset)
-                    active.append((plan, np.zeros((N_STEPS, N_RANGE, N_DOPPLER), np.float32),
-                                   np.zeros(N_STEPS, np.int64), plan.offset + n - 1))
-                if not active:
-                    frame = pending[0].offset  # seek past frames no window needs
-                    continue
-                adc = decode_frames(stream.frame(frame), cfg)[0]
-                rd = range_doppler(adc, clutter_removal=clutter_removal)
-                for plan, sums, counts, _ in active:
-                    step = of_step[frame - plan.offset]
-                    sums[step] += rd
-                    counts[step] += 1
-                done = [a for a in active if a[3] == frame]
-                active = [a for a in active if a[3] != frame]
-                for plan, sums, counts, _ in done:
-                    yield _finish(plan, sums, counts, cfg.frame_rate, window_s, flags, sources)
-                frame += 1
-        finally:
-            stream.close()
+        flags = capture_flags(cap)
+        for w in capture_windows(cap, cap_plans, window_s=window_s, clutter_removal=clutter_removal):
+            w.flags[:0] = flags
+            yield w
+
+
+def capture_windows(cap: Capture, plans: Sequence[WindowPlan], *, window_s: float = 5.0,
+                    clutter_removal: bool = False) -> Iterator[Window]:
+    """Windows of one capture at planned frame offsets (sorted by offset), streamed frame by frame.
+
+    A plan's window holds frames offset .. offset + window frames - 1; the offset may be negative and the
+    window may run past the last frame (a window a session places partly outside the capture): steps
+    without a frame hold the nearest measured step, and the window is flagged "padded". The flags hold only
+    that note: the capture's own flags are `capture_flags(cap)`. start_s/end_s: seconds from frame 0.
+
+    Raises:
+        ValueError: a plan with no frame of the capture in its window.
+    """
+    cfg = cap.config
+    win = int(round(window_s * cfg.frame_rate))
+    of_step = np.arange(win) * N_STEPS // win  # frame j of a window -> its step
+    sources = [str(p) for p in cap.files]
+    # (plan, first frame, last frame) of the frames each window measures
+    pending = [(p, max(p.offset, 0), min(p.offset + win, cap.n_frames) - 1) for p in plans]
+    for plan, lo, hi in pending:
+        if lo > hi:
+            raise ValueError(f"{cap.name}: window at frame offset {plan.offset} holds none of its "
+                             f"{cap.n_frames} frames")
+    stream = _Stream(cap)
+    try:
+        active: list[tuple[WindowPlan, np.ndarray, np.ndarray, int]] = []  # plan, sums, counts, last frame
+        frame = pending[0][1] if pending else 0
+        while pending or active:
+            while pending and pending[0][1] <= frame:
+                plan, _, hi = pending.pop(0)
+                active.append((plan, np.zeros((N_STEPS, N_RANGE, N_DOPPLER), np.float32),
+                               np.zeros(N_STEPS, np.int64), hi))
+            if not active:
+                frame = pending[0][1]  # seek past frames no window needs
+                continue
+            adc = decode_frames(stream.frame(frame), cfg)[0]
+            rd = range_doppler(adc, clutter_removal=clutter_removal)
+            for plan, sums, counts, _ in active:
+                step = of_step[frame - plan.offset]
+                sums[step] += rd
+                counts[step] += 1
+            done = [a for a in active if a[3] == frame]
+            active = [a for a in active if a[3] != frame]
+            for plan, sums, counts, _ in done:
+                yield _finish(plan, sums, counts, cfg.frame_rate, window_s, [], sources)
+            frame += 1
+    finally:
+        stream.close()
 
 
 def _finish(plan: WindowPlan, sums: np.ndarray, counts: np.ndarray, fs: float, window_s: float,

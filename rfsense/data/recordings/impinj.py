@@ -50,7 +50,8 @@ from rfsense.data.recordings.timeline import Span, Window, WindowPlan, segments,
 from rfsense.errors import DataError
 from rfsense.modalities import SHAPES
 
-__all__ = ["COLUMNS", "ImpinjLog", "load_tag_map", "read_impinj", "read_impinj_log", "sniff_impinj"]
+__all__ = ["COLUMNS", "ImpinjLog", "load_tag_map", "read_impinj", "read_impinj_log", "rfid_window", "sniff_impinj",
+           "tag_rows"]
 
 _log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ class ImpinjLog:
     """One Impinj log, parsed: reads sorted by time, mapped to tag rows, hop offsets removed.
 
     t_s (n,) seconds on the log's clock; tag (n,) row 0..22; phase (n,) radians (corrected, not wrapped);
-    epcs: the 23 EPCs by row; columns: role -> header name found; flags: what was assumed or dropped.
+    epcs: the 23 EPCs by row; columns: role -> header name found; flags: what was assumed or dropped;
+    antenna: the antenna whose reads were kept (None: the log has no antenna column).
     """
 
     path: str
@@ -158,6 +160,7 @@ class ImpinjLog:
     epcs: list[str]
     columns: dict[str, str]
     flags: list[str] = field(default_factory=list)
+    antenna: int | None = None
 
 
 def _floats(values: list[str], path: Path, column: str, first_line: int) -> np.ndarray:
@@ -321,6 +324,7 @@ def read_impinj_log(
     columns = dict(names)
     _log.info("%s: columns %s", path, ", ".join(f"{r}={n!r}" for r, n in columns.items()))
     keep = np.ones(len(epc_str), bool)
+    kept_antenna = None
     if "antenna" in cols:
         ants, counts = np.unique(cols["antenna"], return_counts=True)
         chosen = float(ants[counts.argmax()]) if antenna is None else float(antenna)
@@ -330,6 +334,7 @@ def read_impinj_log(
             flags.append(f"{path.name}: reads from antennas {ants.astype(int).tolist()}: kept antenna {int(chosen)} "
                          f"({counts[ants == chosen][0]} of {len(keep)} reads)")
         keep &= cols["antenna"] == chosen
+        kept_antenna = int(chosen)
     # Tag rows.
     if tag_map is None:
         seen: dict[str, None] = {}
@@ -370,7 +375,7 @@ def read_impinj_log(
             if bad.any():
                 flags.append(f"{path.name}: no hop links channels {chans[bad].tolist()} to the others: their "
                              "offsets are not removed")
-    return ImpinjLog(str(path), t, tag, phase, epcs, columns, flags)
+    return ImpinjLog(str(path), t, tag, phase, epcs, columns, flags, kept_antenna)
 
 
 def read_impinj(
@@ -416,36 +421,58 @@ def _windows(logs: list[tuple[ImpinjLog, list[Span]]], plans: list[list[WindowPl
              window_s: float) -> Iterator[Window]:
     n = int(round(window_s * fs))
     for (log, spans), log_plans in zip(logs, plans, strict=True):
-        by_tag = [np.flatnonzero(log.tag == k) for k in range(N_TAGS)]
+        by_tag = tag_rows(log)
         origin = spans[0].start
-        expected = window_s * 30.0  # XRF55's reader: ~30 reads per tag per second
         for plan in log_plans:
-            slot_end = plan.grid(n, fs) + 1 / fs
             start = plan.start(fs)
             span = next(s for s in spans if s.start <= start + 1e-9 <= s.end + 1e-9)
-            out = np.zeros((N_TAGS, n))
-            lost, sparse = [], []
-            for k, rows in enumerate(by_tag):
-                t = log.t_s[rows]
-                lo, hi = np.searchsorted(t, [span.start, span.end + 1e-9])
-                t_seg, ph_seg = t[lo:hi], log.phase[rows[lo:hi]]
-                inside = np.count_nonzero((t_seg >= start) & (t_seg < start + window_s))
-                if len(t_seg) == 0:
-                    lost.append(k)
-                    continue
-                last = np.searchsorted(t_seg, slot_end, side="right") - 1
-                out[k] = ph_seg[np.maximum(last, 0)]
-                if inside == 0:
-                    lost.append(k)
-                elif inside < expected / 4:
-                    sparse.append(k)
-            out = np.mod(out, 2 * np.pi)
-            out[out >= 2 * np.pi] = 0.0
-            flags = list(log.flags)
-            if lost:
-                flags.append(f"lost tags (no read in this window, rows held): {lost}")
-            if sparse:
-                flags.append(f"tags read fewer than {expected / 4:.0f} times in this window: {sparse}")
+            out, window_flags = rfid_window(log, span, plan.grid(n, fs), window_s=window_s, by_tag=by_tag)
+            flags = list(log.flags) + window_flags
             if plan.covered_s < window_s:
                 flags.append(f"padded: only {plan.covered_s:.2f} s of reads < window {window_s:.1f} s (edge-hold)")
             yield Window("rfid", out, start - origin, start - origin + window_s, flags, [log.path])
+
+
+def tag_rows(log: ImpinjLog) -> list[np.ndarray]:
+    """Per tag row 0..22, the indices of its reads in `log` (time order)."""
+    return [np.flatnonzero(log.tag == k) for k in range(N_TAGS)]
+
+
+def rfid_window(log: ImpinjLog, span: Span, grid: np.ndarray, *, window_s: float = WINDOW_S,
+                by_tag: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[str]]:
+    """One window of a parsed log: (23, len(grid)) float64 wrapped phase, and its window flags (lost/sparse tags).
+
+    `grid` (n,) holds the slot start times on the log's clock (slot i ends at grid[i] + 1 / fs); only reads
+    inside `span` (one gap-free stretch of the log) are used, so nothing is held across a long gap: slots
+    before the span's first read of a tag hold that read, slots after its last read hold the last one.
+    `by_tag` (from `tag_rows`) saves recomputing the per-tag read indices for every window of a log.
+    """
+    fs = N_SLOTS / WINDOW_S
+    by_tag = tag_rows(log) if by_tag is None else by_tag
+    start = float(grid[0])
+    slot_end = grid + 1 / fs
+    expected = window_s * 30.0  # XRF55's reader: ~30 reads per tag per second
+    out = np.zeros((N_TAGS, len(grid)))
+    lost, sparse = [], []
+    for k, rows in enumerate(by_tag):
+        t = log.t_s[rows]
+        lo, hi = np.searchsorted(t, [span.start, span.end + 1e-9])
+        t_seg, ph_seg = t[lo:hi], log.phase[rows[lo:hi]]
+        inside = np.count_nonzero((t_seg >= start) & (t_seg < start + window_s))
+        if len(t_seg) == 0:
+            lost.append(k)
+            continue
+        last = np.searchsorted(t_seg, slot_end, side="right") - 1
+        out[k] = ph_seg[np.maximum(last, 0)]
+        if inside == 0:
+            lost.append(k)
+        elif inside < expected / 4:
+            sparse.append(k)
+    out = np.mod(out, 2 * np.pi)
+    out[out >= 2 * np.pi] = 0.0
+    flags = []
+    if lost:
+        flags.append(f"lost tags (no read in this window, rows held): {lost}")
+    if sparse:
+        flags.append(f"tags read fewer than {expected / 4:.0f} times in this window: {sparse}")
+    return out, flags

@@ -48,6 +48,7 @@ __all__ = [
     "csiread_chunks",
     "finish_stream",
     "import_csiread",
+    "receiver_flags",
     "receiver_windows",
     "wifi_windows",
 ]
@@ -149,11 +150,7 @@ def wifi_windows(
         if s is None:
             base_flags.append(f"rx{r} missing: no file given")
             continue
-        base_flags.extend(s.flags)
-        if len(s.t_s) > 1:
-            rate = 1.0 / float(np.median(np.diff(s.t_s)))
-            if rate < fs / 2:  # XRF55 sends 200 packets/s; far fewer means mostly interpolation
-                base_flags.append(f"rx{r}: packet rate {rate:.1f} Hz < {fs / 2:g} Hz, mostly interpolated")
+        base_flags.extend(receiver_flags(r, s, fs))
     n_split = sum(len(p) - 1 for p in per_stream)
     if n_split:
         _log.info("%s: split at %d gap(s) longer than %.2f s; windows never bridge them",
@@ -162,6 +159,17 @@ def wifi_windows(
     sources = [s.source for s in present]
     plans = list(spans_to_windows(spans, fs=fs, window_s=window_s, hop_s=hop_s, short=short, what=", ".join(sources)))
     return _windows(streams, plans, fs, window_s, origin, base_flags, sources)
+
+
+def receiver_flags(rx: int, stream: Stream, fs: float = WIFI_FS) -> list[str]:
+    """The flags every window of receiver `rx` carries: the reader's, plus a note when its packet rate is far
+    below the output rate `fs` (the window is then mostly interpolated)."""
+    flags = list(stream.flags)
+    if len(stream.t_s) > 1:
+        rate = 1.0 / float(np.median(np.diff(stream.t_s)))
+        if rate < fs / 2:  # XRF55 sends 200 packets/s; far fewer means mostly interpolation
+            flags.append(f"rx{rx}: packet rate {rate:.1f} Hz < {fs / 2:g} Hz, mostly interpolated")
+    return flags
 
 
 def _windows(streams: list[Stream | None], plans: list[WindowPlan], fs: float, window_s: float, origin: float,
