@@ -7,7 +7,7 @@ DATA   ?= data/synth-quickstart
 RUN    ?= runs/quickstart
 CAPTURE = examples/recordings/intel5300/sample_0x1_ap.dat
 
-.PHONY: setup demo test edge-check bench bench-learning clean
+.PHONY: setup demo test edge-check bench bench-learning bench-stress clean
 
 $(BIN)/rfsense: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,8 @@ demo: setup
 	$(BIN)/rfsense train configs/quickstart.yaml --overwrite
 	$(BIN)/rfsense export $(RUN) --out export/
 	$(BIN)/rfsense infer export/rfsense.onnx $(DATA)/WiFi/1_3_17.npy $(CAPTURE)
+	$(BIN)/rfsense stress export/rfsense.onnx $(RUN) --data $(DATA) --limit 24 --workers 2 \
+	    --faults missing,gaussian,nan-inf,dead-receiver,sensor-lost --severities 0,3,5
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -33,10 +35,13 @@ edge-check: setup
 	.ci/edge_check
 
 bench: setup
-	for b in benchmarks/bench_*.py; do case $$b in *bench_learning*) ;; *) $(BIN)/python $$b --results || exit 1;; esac; done
+	for b in benchmarks/bench_*.py; do case $$b in *bench_learning*|*bench_stress*) ;; *) $(BIN)/python $$b --results || exit 1;; esac; done
 
 bench-learning: setup
 	$(BIN)/python benchmarks/bench_learning.py --results
+
+bench-stress: setup   # needs `make demo` first (the quick-start data and model)
+	$(BIN)/python benchmarks/bench_stress.py --results
 
 clean:
 	rm -rf $(VENV) .venv-edge build *.egg-info .pytest_cache

@@ -21,7 +21,7 @@ def runner():
 def test_help_and_version(runner):
     r = runner.invoke(main, ["-h"])
     assert r.exit_code == 0 and "rfsense train configs/xrf55.yaml" in r.output
-    for cmd in (["synth"], ["data", "check"], ["data", "pack"], ["train"], ["eval"], ["compare"], ["export"], ["infer"]):
+    for cmd in (["synth"], ["data", "check"], ["data", "pack"], ["train"], ["eval"], ["compare"], ["export"], ["infer"], ["stress"], ["convert"]):
         assert runner.invoke(main, [*cmd, "--help"]).exit_code == 0, cmd
     r = runner.invoke(main, ["--version"])
     assert r.exit_code == 0 and __version__ in r.output

@@ -49,6 +49,9 @@ def base_args(synth_root, trained_run, tmp_path_factory):
                                    train_trials],
         ("eval",): lambda: [str(trained_run)],
         ("infer",): lambda: [str(toy.path), sample],
+        ("stress",): lambda: [str(toy.path), "--data", str(synth_root), "--train-trials", train_trials, "--limit", "2",
+                              "--faults", "missing", "--modalities", "wifi", "--severities", "0,1",
+                              "--out", str(tmp_path_factory.mktemp("stress"))],
     }
     return args
 
