@@ -31,6 +31,7 @@ from rfsense.data.preprocess import PreprocessConfig
 from rfsense.data.quality import QualityConfig
 from rfsense.errors import ConfigError
 from rfsense.models.presets import ModelConfig, model_config
+from rfsense.train.faults import FaultTraining
 
 __all__ = [
     "DagrConfig",
@@ -80,6 +81,9 @@ class TrainConfig:
     threads: PositiveInt | None = None  # torch CPU threads; None leaves torch's default
     eval_batch_size: PositiveInt = 32
     log_every: NonNegativeInt = 20  # steps between progress lines; 0: none
+    # Fault-aware training (off while `names` is empty): corrupt a share of each batch with field faults'
+    # preprocessed variants (rfsense/train/faults.py).
+    faults: FaultTraining = FaultTraining()
 
     def __post_init__(self) -> None:
         if not any(self.keep_prob):
