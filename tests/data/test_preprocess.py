@@ -14,21 +14,11 @@ from rfsense.config import from_data, to_data
 from rfsense.data.preprocess import MmwavePrep, PreprocessConfig, RfidPrep, WifiPrep, hampel, preprocess
 from rfsense.errors import ConfigError
 from rfsense.modalities import MODALITIES, SHAPES
+from tests.data.helpers import plausible_batch as _batch
 
 FS = 200.0
 T_WIFI = SHAPES["wifi"][1]
 NO_FILTERS = PreprocessConfig(wifi=WifiPrep(hampel_window=0, lowpass_hz=None))
-
-
-def _batch(modality: str, b: int, seed: int = 0) -> np.ndarray:
-    """Plausible random input: positive amplitudes/heatmaps, wrapped phases."""
-    rng = np.random.default_rng(seed)
-    shape = (b, *SHAPES[modality])
-    if modality == "rfid":
-        return rng.uniform(0, 2 * np.pi, shape)
-    if modality == "wifi":
-        return 20 + rng.normal(0, 2, shape)
-    return rng.exponential(100.0, shape).astype(np.float32)
 
 
 def _rms_db(y: np.ndarray) -> float:

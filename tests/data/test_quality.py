@@ -12,18 +12,8 @@ from rfsense.config import from_data, to_data
 from rfsense.data.preprocess import PreprocessConfig, RfidPrep, preprocess
 from rfsense.data.quality import QualityConfig, assess
 from rfsense.errors import ConfigError
-from rfsense.modalities import MODALITIES, SHAPES
-
-
-def _batch(modality: str, b: int, seed: int = 0) -> np.ndarray:
-    """Plausible random input: positive amplitudes/heatmaps, wrapped phases (no exact repeats)."""
-    rng = np.random.default_rng(seed)
-    shape = (b, *SHAPES[modality])
-    if modality == "rfid":
-        return rng.uniform(0, 2 * np.pi, shape)
-    if modality == "wifi":
-        return 20 + rng.normal(0, 2, shape)
-    return rng.exponential(100.0, shape).astype(np.float32)
+from rfsense.modalities import MODALITIES
+from tests.data.helpers import plausible_batch as _batch
 
 
 def test_short_nan_gap_is_linearly_repaired_and_input_untouched() -> None:
