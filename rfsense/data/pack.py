@@ -232,32 +232,41 @@ def _pack_chunk_task(args: tuple) -> _Chunk:
     return _pack_chunk(*args)
 
 
-def _chunks_in_order(tasks: list[tuple], workers: int) -> Iterator[_Chunk]:
-    """Pack chunks, `workers` processes at a time, and yield their results in chunk order."""
-    if workers <= 1 or len(tasks) <= 1:
+def _chunks_in_order(tasks: list[tuple], pool: ProcessPoolExecutor | None, workers: int) -> Iterator[_Chunk]:
+    """Pack chunks (in `pool`, `workers` at a time, or here when None) and yield their results in chunk order."""
+    if pool is None or len(tasks) <= 1:
         for t in tasks:
             yield _pack_chunk(*t)
         return
-    # spawn, not fork: training packs on first use from a process that holds torch's thread pools.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        pending: deque[Future[_Chunk]] = deque()
-        queued = iter(tasks)
-        try:
-            for t in islice(queued, 2 * workers):  # a bounded window: each chunk holds ~0.2 GB of raw data
+    pending: deque[Future[_Chunk]] = deque()
+    queued = iter(tasks)
+    try:
+        for t in islice(queued, 2 * workers):  # a bounded window: each chunk holds ~0.2 GB of raw data
+            pending.append(pool.submit(_pack_chunk_task, t))
+        while pending:
+            done = pending.popleft().result()
+            for t in islice(queued, 1):
                 pending.append(pool.submit(_pack_chunk_task, t))
-            while pending:
-                done = pending.popleft().result()
-                for t in islice(queued, 1):
-                    pending.append(pool.submit(_pack_chunk_task, t))
-                yield done
-        finally:
-            for f in pending:
-                f.cancel()
+            yield done
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+@contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """One pool for every split of a pack (None for one worker: chunks are packed in this process)."""
+    if workers <= 1:
+        yield None
+        return
+    # spawn, not fork: training packs on first use from a process that holds torch's thread pools.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 def _write_split(folder: Path, name: str, samples: list[Sample], cfg: PreprocessConfig, quality: QualityConfig,
-                 dtype: str, chunk: int, skip_bad: bool, workers: int = 1) -> None:
+                 dtype: str, chunk: int, skip_bad: bool, pool: ProcessPoolExecutor | None = None,
+                 workers: int = 1) -> None:
     """Pack one split into `folder` (resumable chunk by chunk); its status counts and raw scales go to
     folder/summary.json."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -275,7 +284,7 @@ def _write_split(folder: Path, name: str, samples: list[Sample], cfg: Preprocess
     usable_path = folder / "usable.npy"
     usable = np.load(usable_path) if done and usable_path.is_file() else np.zeros((n, 3), dtype=bool)
     tasks = [(folder, name, samples[s : s + chunk], s, cfg, quality, dtype, skip_bad) for s in range(done, n, chunk)]
-    for c in progress(_chunks_in_order(tasks, workers), total=len(tasks), header=f"packing {name}"):
+    for c in progress(_chunks_in_order(tasks, pool, workers), total=len(tasks), header=f"packing {name}"):
         for msg in c.skipped:
             _logger.warning("skipping %s", msg)
         end = c.start + len(c.usable)
@@ -381,9 +390,10 @@ def _pack_locked(root: str | os.PathLike[str], out: Path, layout: str, splits: d
         shutil.rmtree(partial)  # stale partial pack of other inputs: start over
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(fp)
-    for name, items in splits.items():
-        if not (partial / name / "index.npz").is_file():
-            _write_split(partial / name, name, items, cfg, quality, dtype, chunk, skip_bad, workers)
+    with _worker_pool(workers) as pool:
+        for name, items in splits.items():
+            if not (partial / name / "index.npz").is_file():
+                _write_split(partial / name, name, items, cfg, quality, dtype, chunk, skip_bad, pool, workers)
     with np.load(partial / "train" / "index.npz", allow_pickle=False) as idx:
         train_usable = idx["usable"]
     stats = _fit_stats(partial / "train", train_usable, chunk)
