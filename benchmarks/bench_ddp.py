@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/bench_ddp.py                      # CPU: 1 process x 2 threads vs 2 x 1 (gloo)
     .venv/bin/python benchmarks/bench_ddp.py --nproc 4 --results  # on a 4-GPU machine: NCCL, one GPU per rank
 
-Trains the edge preset on a synthetic set for --epochs epochs twice: `rfsense train CONFIG` (one process,
-all --threads threads) and `rfsense train CONFIG --nproc N` (N processes sharing the threads; NCCL and one
-GPU each when CUDA is there, else gloo). Dropout is 0, so both runs see the same batches, masks and
-gradients up to float rounding; the table shows training samples/s of each (from metrics.jsonl, epoch 1
-excluded as warm-up) and how far the per-step losses and alpha* of the two runs drift apart. Prints the
+Trains the edge preset on a synthetic set for --epochs epochs three times: `rfsense train CONFIG` with one
+thread, the same with all --threads threads, and `rfsense train CONFIG --nproc N` (N processes sharing the
+threads; NCCL and one GPU each when CUDA is there, else gloo). Dropout is 0, so the runs see the same
+batches, masks and gradients up to float rounding; the table shows training samples/s of each (from
+metrics.jsonl, epoch 1 excluded as warm-up) and how far the per-step losses and alpha* of the N-process run
+drift from the one-process run with all threads. On a busy machine a multi-threaded process can be much
+slower than a single-threaded one (its threads wait for each other at every operation), which is why
+the one-thread row is there. Prints the
 table, JSON, and the headline last; --results writes this benchmark's section of RESULTS.md.
 """
 
@@ -69,26 +72,28 @@ def main(argv: list[str] | None = None) -> dict:
 
         root = tmp / "xrf55"
         synthesize(root, SynthConfig(volunteers=args.volunteers, actions=args.actions, trials=args.trials), workers=2)
-        runs = {}
-        for nproc in (1, args.nproc):
-            threads = max(1, args.threads // nproc)
-            tree = {"name": f"p{nproc}", "out_dir": str(tmp / "runs"),
+        runs: dict[str, Path] = {}
+        plan = {"1x1": (1, 1), f"1x{args.threads}": (1, args.threads),
+                f"{args.nproc}x{max(1, args.threads // args.nproc)}": (args.nproc, max(1, args.threads // args.nproc))}
+        for key, (nproc, threads) in plan.items():
+            tree = {"name": f"p{key}", "out_dir": str(tmp / "runs"),
                     "data": {"root": str(root), "split": {"train_trials": [1, 2, 3, 4]}},
                     "model": {"preset": "edge", "dropout": 0.0},
                     "train": {"epochs": args.epochs, "batch_size": args.batch, "val_fraction": 0.0, "log_every": 0,
                               "threads": threads, "device": "cuda" if cuda else "cpu"}}
-            cfg = tmp / f"p{nproc}.yaml"
+            cfg = tmp / f"p{key}.yaml"
             cfg.write_text(yaml.safe_dump(tree))
             _train(cfg, nproc, threads)
-            runs[nproc] = tmp / "runs" / f"p{nproc}"
+            runs[key] = tmp / "runs" / f"p{key}"
         n_train = len(split_samples(discover(root).samples, SplitSpec(train_trials=(1, 2, 3, 4)))["train"])
-        out: dict[int, dict[str, float]] = {}
-        for nproc, run in runs.items():
+        out: dict[str, dict[str, float]] = {}
+        for key, run in runs.items():
             epochs = _rows(run, "metrics.jsonl")[1:] or _rows(run, "metrics.jsonl")
             seconds = sum(r["seconds"] for r in epochs) / len(epochs)
-            out[nproc] = {"samples_per_s": n_train / seconds, "epoch_s": seconds,
-                          "data_wait": sum(r["data_wait"] for r in epochs) / len(epochs)}
-        one, many = _rows(runs[1], "steps.jsonl"), _rows(runs[args.nproc], "steps.jsonl")
+            out[key] = {"samples_per_s": n_train / seconds, "epoch_s": seconds,
+                        "data_wait": sum(r["data_wait"] for r in epochs) / len(epochs)}
+        k1, kt, kn = plan
+        one, many = _rows(runs[kt], "steps.jsonl"), _rows(runs[kn], "steps.jsonl")
         d_loss = max(abs(a["loss_task"] - b["loss_task"]) / abs(b["loss_task"]) for a, b in zip(many, one, strict=True))
         d_alpha = max(abs(a["alpha"] - b["alpha"]) for a, b in zip(many, one, strict=True))
         first = abs(many[0]["loss_task"] - one[0]["loss_task"]) / abs(one[0]["loss_task"])
@@ -97,18 +102,23 @@ def main(argv: list[str] | None = None) -> dict:
 
     where = torch.cuda.get_device_name(0) if cuda else "cpu"
     head = (f"edge, global batch {args.batch}, {n_train} training samples, {args.epochs} epochs, DAGR pareto/params, "
-            f"device {where}, {args.threads} CPU threads in all")
-    lines = [f"{'run':<34}{'samples/s':>10}{'epoch s':>9}{'data wait':>11}"]
-    for nproc, r in out.items():
-        label = "1 process" if nproc == 1 else f"{nproc} processes ({backend}, torchrun)"
-        lines.append(f"{label:<34}{r['samples_per_s']:>10.1f}{r['epoch_s']:>9.1f}{100 * r['data_wait']:>10.1f}%")
+            f"device {where}, {args.threads} CPU threads in all, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+            "cores")
+    lines = [f"{'run':<40}{'samples/s':>10}{'epoch s':>9}{'data wait':>11}"]
+    for key, r in out.items():
+        nproc, threads = plan[key]
+        label = (f"1 process x {threads} thread(s)" if nproc == 1
+                 else f"{nproc} processes x {threads} ({backend}, torchrun)")
+        lines.append(f"{label:<40}{r['samples_per_s']:>10.1f}{r['epoch_s']:>9.1f}{100 * r['data_wait']:>10.1f}%")
     lines.append(f"agreement over {len(one)} steps: loss max rel diff {d_loss:.1e} (step 1: {first:.1e}), "
                  f"alpha* max abs diff {d_alpha:.1e}")
-    speed = out[args.nproc]["samples_per_s"] / out[1]["samples_per_s"]
-    headline = (f"DDP {args.nproc} processes ({backend}, {where}): {speed:.2f}x the samples/s of 1 process "
-                f"({out[args.nproc]['samples_per_s']:.1f} vs {out[1]['samples_per_s']:.1f}); same training to "
-                f"{first:.0e} on step 1, {d_loss:.0e} after {len(one)} AdamW steps")
-    result = {"nproc": args.nproc, "backend": backend, "device": where, "runs": {str(k): v for k, v in out.items()},
+    speed = out[kn]["samples_per_s"] / out[kt]["samples_per_s"]
+    headline = (f"DDP {args.nproc} processes ({backend}, {where}): {speed:.2f}x the samples/s of 1 process with the "
+                f"same {args.threads} threads, {out[kn]['samples_per_s'] / out[k1]['samples_per_s']:.2f}x 1 process x 1 "
+                f"thread ({out[kn]['samples_per_s']:.1f} vs {out[kt]['samples_per_s']:.1f} vs "
+                f"{out[k1]['samples_per_s']:.1f} samples/s); same training to {first:.0e} on step 1, {d_loss:.0e} after "
+                f"{len(one)} AdamW steps")
+    result = {"nproc": args.nproc, "backend": backend, "device": where, "runs": out,
               "loss_max_rel_diff": d_loss, "alpha_max_abs_diff": d_alpha, "headline": headline}
     print(head)
     print("\n".join(lines))
@@ -117,9 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.json.write_text(json.dumps(result, indent=2))
     if args.results:
         cmd = f"python benchmarks/bench_ddp.py --nproc {args.nproc} --threads {args.threads} --epochs {args.epochs} --results"
-        note = ("On a 2-core CPU, N processes share the same 2 cores, so this row shows that DDP trains the same "
-                "model at about the same speed (gloo all-reduce and the all-gather included), not a speed-up; on "
-                "N GPUs each rank brings its own device.") if not cuda else ""
+        note = ("On a CPU, N processes share the machine's cores: this shows that DDP trains the same model "
+                "(gloo all-reduce and all-gather included) and what one thread per process gains over one "
+                "multi-threaded process on this machine; on N GPUs each rank brings its own device.") if not cuda else ""
         write_section("ddp", f"## Multi-process training (bench_ddp)\n\n`{cmd}`\n\n{machine_line()}\n\n{head}\n\n"
                              "```\n" + "\n".join(lines) + f"\n```\n\n{note}\n\n{headline}\n")
     print(headline)

@@ -1,6 +1,6 @@
 """Feeding the training loop: batch reads, time spent waiting for data per step, and parallel packing.
 
-    .venv/bin/python benchmarks/bench_loader.py                       # 96-sample synthetic set, batch 16
+    .venv/bin/python benchmarks/bench_loader.py                       # 160-sample synthetic set, batch 16
     .venv/bin/python benchmarks/bench_loader.py --data data/XRF55 --batch 32 --results
 
 Rows (one run, side by side; page cache warm: every reader runs once untimed first):
@@ -13,8 +13,9 @@ Rows (one run, side by side; page cache warm: every reader runs once untimed fir
 - `data wait`: a real `train_one_epoch` (edge, DAGR off: the fastest step, so the hardest case) with the
   loader reading synchronously (prefetch 0) and ahead (prefetch 2): the share of step time the loop spent
   waiting for data.
-- `pack xN`: `pack(..., workers=N)` of the whole set into a fresh folder, samples/s; the packs are
-  checked to be byte-identical.
+- `pack xN`: `pack(..., workers=N)` of the whole set into a fresh folder, samples/s and CPU time per
+  sample of all processes; the packs are checked to be byte-identical. Each extra worker is a spawned
+  interpreter that imports numpy and scipy first (about a second), which a small set does not amortise.
 
 Prints the table, then JSON, then the headline last; --results writes this benchmark's section of
 RESULTS.md.
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -119,29 +122,37 @@ def bench_data_wait(root: Path, pack_dir: Path, batch: int, steps: int) -> dict[
     return out
 
 
-def bench_pack(root: Path, tmp: Path, workers: list[int], chunk: int) -> dict[int, float]:
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the pack workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bench_pack(root: Path, tmp: Path, workers: list[int], chunk: int) -> tuple[dict[int, float], dict[int, float]]:
+    """samples/s (wall) and CPU milliseconds per sample (all processes) of packing with each worker count."""
     n = sum(len(v) for v in split_samples(discover(root).samples, SPLIT).values())
-    rates, first = {}, None
+    rates, cpu, first = {}, {}, None
     for w in workers:
         out = tmp / f"pack{w}"
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         p = pack(root, out, spec=SPLIT, chunk=chunk, workers=w)
         rates[w] = _rate(n, time.perf_counter() - t0)
+        cpu[w] = 1e3 * (_cpu_seconds() - c0) / n
         content = ([(out / s / f"{m}.npy").read_bytes() for s in p.meta["splits"] for m in MODALITIES],
                    p.meta["raw_std"], p.meta["status_counts"])
         if first is None:
             first = content
         elif content != first:
             raise SystemExit(f"the pack made with {w} workers differs from the one made with {workers[0]}")
-    return rates
+    return rates, cpu
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="an XRF55-layout tree (default: synthesise one)")
     ap.add_argument("--volunteers", type=int, default=2)
-    ap.add_argument("--actions", type=int, default=8)
-    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--actions", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--read-batches", type=int, default=12, help="batches per read-throughput row")
     ap.add_argument("--steps", type=int, default=12, help="training steps per data-wait row")
@@ -164,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
             root = tmp / "xrf55"
             synthesize(root, SynthConfig(volunteers=args.volunteers, actions=args.actions, trials=args.trials),
                        workers=2)
-        packs = bench_pack(root, tmp, workers, args.chunk)
+        packs, pack_cpu = bench_pack(root, tmp, workers, args.chunk)
         from rfsense.data.pack import open_pack
 
         packed = open_pack(tmp / f"pack{workers[0]}")
@@ -184,10 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"{'data wait, ' + k:<26}{'':>11}  {100 * v['wait_share']:.1f}% of step time "
                      f"({v['step_ms']:.0f} ms/step, edge, batch {args.batch}, DAGR off)")
     for w, r in packs.items():
-        lines.append(f"{f'pack x{w}':<26}{r:>11.1f}  {n_samples} samples, chunk {args.chunk}"
+        lines.append(f"{f'pack x{w}':<26}{r:>11.1f}  {n_samples} samples, chunk {args.chunk}, "
+                     f"{pack_cpu[w]:.0f} CPU ms/sample (all processes)"
                      + (f", {r / packs[workers[0]]:.2f}x x{workers[0]}, byte-identical" if w != workers[0] else ""))
     head = (f"loader and packing: {n_samples} samples ({'synthetic' if args.data is None else args.data}), batch "
-            f"{args.batch}, {torch.get_num_threads()} torch threads")
+            f"{args.batch}, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores at the end")
     w2 = wait["prefetch 2"]["wait_share"]
     best = max(packs)
     headline = (f"data wait {100 * w2:.1f}% of step time with prefetch (goal <= 5%; {100 * wait['prefetch 0']['wait_share']:.1f}% "
@@ -195,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"({reads['prefetch']:.0f} vs {reads['per_file']:.0f} samples/s); pack x{best} "
                 f"{packs[best] / packs[workers[0]]:.2f}x x{workers[0]} ({packs[best]:.1f} vs {packs[workers[0]]:.1f} samples/s)")
     result = {"samples": n_samples, "batch": args.batch, "reads_samples_per_s": reads, "data_wait": wait,
-              "pack_samples_per_s": {str(k): v for k, v in packs.items()}, "headline": headline}
+              "pack_samples_per_s": {str(k): v for k, v in packs.items()},
+              "pack_cpu_ms_per_sample": {str(k): v for k, v in pack_cpu.items()}, "headline": headline}
     print(head)
     print("\n".join(lines))
     print(json.dumps(result, indent=2))

@@ -8,7 +8,8 @@ Variants, timed in the same run and interleaved round-robin (so load from other 
 shared machine hits all of them alike): DAGR off (plain CE backward), pareto/params (faithful, exact:
 one batched vector-Jacobian product for g_d and g_a, then one backward), pareto/params the textbook way
 (three backward passes through the encoders: the implementation before issue 12, kept here as the
-"before" row), pareto/embeddings (alpha from z-gradients, one backward), fixed weights. On CUDA the
+"before" row), pareto/embeddings (alpha from z-gradients, one backward), fixed weights; and, as the
+floor of any exact pareto/params, the two encoder vector-Jacobian products alone. On CUDA the
 step runs under bf16 autocast, as training does. Reports p50/mean ms per step (wall) and, on the CPU,
 p50 process-CPU ms per step, each as a ratio to DAGR off: on a shared machine the CPU-time ratio is
 the steadier one. The table goes to stdout, then JSON, then the headline (pareto/params vs off) last.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: with more, idle threads spin and inflate the CPU time "
+                         "on a busy machine; 0: torch's default)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--json", type=Path, default=None, help="also write results here")
     ap.add_argument("--results", action="store_true", help="write this benchmark's section of RESULTS.md")
@@ -102,14 +106,29 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.synchronize()
         return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
 
-    wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    def two_vjps() -> tuple[float, float]:
+        """The floor's part: g_d and g_a through the encoders alone (forward and z-cotangents untimed)."""
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            _, z = model.forward_features(*xs, present)
+        cot = torch.randn((2, *z.shape), device=device, dtype=z.dtype)
+        if cuda:
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        torch.autograd.grad(z, enc_params, grad_outputs=cot, is_grads_batched=True)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+
+    timed = {**{name: (lambda cfg=cfg: step(cfg)) for name, cfg in VARIANTS.items()}, "encoder_vjp_x2_alone": two_vjps}
+    wall: dict[str, list[float]] = {name: [] for name in timed}
+    cpu: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(args.warmup):
-        for cfg in VARIANTS.values():
-            step(cfg)
+        for fn in timed.values():
+            fn()
     for _ in range(args.steps):
-        for name, cfg in VARIANTS.items():
-            w, c = step(cfg)
+        for name, fn in timed.items():
+            w, c = fn()
             wall[name].append(w)
             cpu[name].append(c)
 
@@ -138,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         "variants": rows,
     }
     head = (f"{args.preset}: {n_params / 1e6:.2f}M params, batch {args.batch}, {args.steps} steps, device {where}, "
-            f"{torch.get_num_threads()} threads, forward+backward per step")
+            f"{torch.get_num_threads()} threads, forward+backward per step, load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores")
     lines = [f"{'variant':<22}{'p50 ms':>9}{'mean ms':>9}{'min ms':>9}{'x off':>7}{'CPU ms':>9}{'CPU x off':>10}"]
     for name, r in rows.items():
         lines.append(f"{name:<22}{r['p50_ms']:>9.1f}{r['mean_ms']:>9.1f}{r['min_ms']:>9.1f}"
@@ -148,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     headline = (
         f"training step vs DAGR off ({args.preset}, batch {args.batch}, {where}, "
         f"{'process-CPU' if not cuda else 'wall'} p50): pareto/params {p:.2f}x "
-        f"(goal <= {GOALS['pareto_params']}x; three passes before: {rows['pareto_params_3pass'][ratio]:.2f}x), "
+        f"(goal <= {GOALS['pareto_params']}x; three passes before: {rows['pareto_params_3pass'][ratio]:.2f}x; "
+        f"floor 1 + two encoder VJPs = {1 + rows['encoder_vjp_x2_alone'][ratio]:.2f}x), "
         f"pareto/embeddings {rows['pareto_embeddings'][ratio]:.2f}x, fixed {rows['fixed'][ratio]:.2f}x "
         f"(goals <= 1.1x)"
     )
@@ -160,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.json.write_text(json.dumps(result, indent=2))
     if args.results:
         cmd = (f"python benchmarks/bench_model.py --preset {args.preset} --batch {args.batch} --steps {args.steps}"
-               f"{f' --threads {args.threads}' if args.threads else ''} --device {args.device} --results")
+               f" --threads {args.threads} --device {args.device} --results")
         floor = (
             "Why pareto/params stays above 1.4x: alpha* needs ||g_a||^2, ||g_d||^2 and <g_a, g_d> over the encoder "
             "parameters, i.e. two vector-Jacobian products through the encoders (convolution_backward is ~90% of "

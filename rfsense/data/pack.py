@@ -10,10 +10,11 @@ Layout of a pack folder:
 Packing writes into OUT.partial/ and renames it to OUT when complete; an interrupted run resumes
 from the last finished chunk, and re-running on a finished pack with the same inputs is a no-op.
 
-`pack(..., workers=N)` reads and preprocesses chunks in N processes. Each worker writes its rows into
-the memory maps itself; the parent commits chunks in order (status counts, raw-scale moments merged
-in chunk order, progress.json), so the pack is byte-identical to a single-process one and resumes
-from the last chunk committed in order, whatever the worker count of either run.
+`pack(..., workers=N)` reads and preprocesses chunks in N processes (this one and N - 1 spawned ones).
+Each writes its rows into the memory maps itself; this process commits chunks in order (status counts,
+raw-scale moments merged in chunk order, progress.json), so the pack is byte-identical to a
+single-process one and resumes from the last chunk committed in order, whatever the worker count of
+either run.
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ import logging
 import multiprocessing
 import os
 import shutil
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -221,11 +220,27 @@ def _pack_chunk(folder: Path, name: str, part: list[Sample], start: int, cfg: Pr
                 result.usable[rows[use][fine], j] = True
                 if name == "train":
                     result.moments[m] = _RawScale.moments(checked.values[use][fine])
-        arr = np.load(folder / f"{m}.npy", mmap_mode="r+", allow_pickle=False)
-        arr[start : start + len(part)] = out.astype(dtype)
-        arr.flush()  # on disk before the parent records the chunk as done
-        del arr
+        _write_rows(folder / f"{m}.npy", start, out.astype(dtype))
     return result
+
+
+def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
+    """Write rows start..start+len(rows) of the .npy at `path` through a map of those rows only, and flush
+    them to disk (a map of the whole array would make every flush scan it all, and wait for the pages
+    other workers are writing)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        offset = f.tell()
+    if tuple(shape[1:]) != rows.shape[1:] or dtype != rows.dtype or start + len(rows) > shape[0]:
+        raise DataError(f"{path}: holds {shape} {dtype}, cannot take rows {start}..{start + len(rows)} of {rows.shape[1:]} "
+                        f"{rows.dtype}; delete the .partial folder and pack again")
+    row_bytes = int(np.prod(rows.shape[1:], dtype=np.int64)) * rows.dtype.itemsize
+    view = np.memmap(path, dtype=rows.dtype, mode="r+", offset=offset + start * row_bytes, shape=rows.shape)
+    view[:] = rows
+    view.flush()  # on disk before the parent records the chunk as done
+    del view
 
 
 def _pack_chunk_task(args: tuple) -> _Chunk:
@@ -233,34 +248,34 @@ def _pack_chunk_task(args: tuple) -> _Chunk:
 
 
 def _chunks_in_order(tasks: list[tuple], pool: ProcessPoolExecutor | None, workers: int) -> Iterator[_Chunk]:
-    """Pack chunks (in `pool`, `workers` at a time, or here when None) and yield their results in chunk order."""
-    if pool is None or len(tasks) <= 1:
+    """Pack chunks and yield their results in chunk order: this process packs every `workers`-th chunk
+    itself while `pool` (workers - 1 processes) packs the others ahead of it; None: all here."""
+    if pool is None:
         for t in tasks:
             yield _pack_chunk(*t)
         return
-    pending: deque[Future[_Chunk]] = deque()
-    queued = iter(tasks)
+    futures: dict[int, Future[_Chunk]] = {}
+    queued = 0  # tasks[:queued] are packed or assigned
     try:
-        for t in islice(queued, 2 * workers):  # a bounded window: each chunk holds ~0.2 GB of raw data
-            pending.append(pool.submit(_pack_chunk_task, t))
-        while pending:
-            done = pending.popleft().result()
-            for t in islice(queued, 1):
-                pending.append(pool.submit(_pack_chunk_task, t))
-            yield done
+        for i, t in enumerate(tasks):
+            while queued < min(len(tasks), i + 2 * workers):  # a bounded window: a chunk holds ~0.2 GB of raw data
+                if queued % workers:
+                    futures[queued] = pool.submit(_pack_chunk_task, tasks[queued])
+                queued += 1
+            yield futures.pop(i).result() if i % workers else _pack_chunk(*t)
     finally:
-        for f in pending:
+        for f in futures.values():
             f.cancel()
 
 
 @contextmanager
 def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """One pool for every split of a pack (None for one worker: chunks are packed in this process)."""
+    """The other workers - 1 processes, one pool for every split (None for one worker)."""
     if workers <= 1:
         yield None
         return
     # spawn, not fork: training packs on first use from a process that holds torch's thread pools.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
 
 

@@ -30,6 +30,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rfsense.errors import ConfigError
+
 __all__ = ["DistEnv", "env", "gather_rng_states", "gather_rows", "seed_rank", "setup", "teardown", "unwrap", "wrap"]
 
 _logger = logging.getLogger(__name__)
@@ -82,6 +84,9 @@ def setup(device: torch.device, timeout_minutes: float = 30.0) -> DistEnv:
 
     Returns:
         The DistEnv, also available later through `env()`.
+
+    Raises:
+        ConfigError: torchrun's variables are incomplete, or more processes than GPUs on a CUDA machine.
     """
     global _current
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -90,9 +95,12 @@ def setup(device: torch.device, timeout_minutes: float = 30.0) -> DistEnv:
         return _current
     missing = [k for k in _ENV_KEYS if k not in os.environ]
     if missing:
-        raise RuntimeError(f"WORLD_SIZE={world} but {', '.join(missing)} not set; start the job with torchrun")
+        raise ConfigError(f"WORLD_SIZE={world} but {', '.join(missing)} not set; start the job with torchrun")
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"process {local_rank} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+                              "visible); start at most one process per GPU (--nproc / --nproc_per_node)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -85,6 +85,40 @@ def test_gather_rows_is_the_tensor_itself_in_one_process():
     assert gather_rows(t, 3, DistEnv()) is t
 
 
+def test_setup_without_torchrun_variables_is_a_config_error(monkeypatch):
+    from rfsense.errors import ConfigError
+    from rfsense.train.distributed import setup
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ConfigError, match="WORLD_SIZE=2 but RANK.* not set; start the job with torchrun"):
+        setup(torch.device("cpu"))
+
+
+def test_rank_errors_go_to_torchelastics_error_file(tmp_path, monkeypatch):
+    from rfsense.train.launch import record_rank_error
+
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+    assert record_rank_error("x") is False  # not a torchrun worker: the CLI prints the error itself
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
+    monkeypatch.delenv("RFSENSE_LAUNCHED", raising=False)
+    assert record_rank_error("data root x not found") is False  # plain torchrun: the rank prints it too
+    assert json.loads((tmp_path / "error.json").read_text())["message"] == "data root x not found"
+    monkeypatch.setenv("RFSENSE_LAUNCHED", "1")
+    assert record_rank_error("again") is True  # `train --nproc`: the launcher prints it, once
+
+
+def test_truncate_logs_keeps_rows_up_to_the_checkpoint(tmp_path):
+    from rfsense.train.resume import truncate_logs
+
+    steps = [json.dumps({"epoch": e, "step": s}) for e in range(3) for s in range(2)]
+    (tmp_path / "steps.jsonl").write_text("\n".join(steps) + '\n{"epoch": 2, "st')  # a line cut by a kill
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3)))
+    truncate_logs(tmp_path, 1)  # the checkpoint of 0-based epoch 1
+    assert (tmp_path / "steps.jsonl").read_text() == "\n".join(steps[:4]) + "\n"
+    assert [json.loads(r)["epoch"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
 # ----------------------------------------------------------------------------------- one step, exact
 
 
