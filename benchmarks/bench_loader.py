@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/bench_loader.py                       # 160-sample synthetic set, batch 16
     .venv/bin/python benchmarks/bench_loader.py --data data/XRF55 --batch 32 --results
 
-Rows (one run, side by side; page cache warm: every reader runs once untimed first):
+Rows (one run, side by side; page cache warm: every reader runs once untimed first, so the read rows
+compare CPU cost; a cold read moves the MB/sample shown, and XRF55's 285 GB do not stay in a page cache):
 - `per-file np.load`: the loader of the XRF55 / X-Fi repositories: per sample, np.load of its three .npy
   files, `torch.from_numpy(...).float()`, stacked into a batch (raw arrays: their loader does no
   preprocessing).
 - `packed rows`: `read_rows` on the memory-mapped pack (preprocessed float16 rows -> float32), synchronous.
 - `packed + prefetch`: the training loader (`Prefetcher`, 2 threads reading ahead) drained as fast as it
-  delivers: its read throughput.
+  delivers: its read throughput with nothing to overlap (the thread hand-off costs a little; its gain is
+  the overlap with compute, in the data-wait rows).
 - `data wait`: a real `train_one_epoch` (edge, DAGR off: the fastest step, so the hardest case) with the
   loader reading synchronously (prefetch 0) and ahead (prefetch 2): the share of step time the loop spent
   waiting for data.
@@ -91,7 +93,10 @@ def bench_reads(root: Path, packed, batch: int, count: int) -> dict[str, float]:
         pass
     t_ahead = time.perf_counter() - t0
     n = sum(len(b) for b in batches)
-    return {"per_file": _rate(n, t_file), "packed": _rate(n, t_rows), "prefetch": _rate(n, t_ahead)}
+    mb_file = sum(f[m].stat().st_size for f in files for m in MODALITIES) / len(files) / 1e6
+    mb_row = sum(split.arrays[m][0].nbytes for m in MODALITIES) / 1e6
+    return {"per_file": _rate(n, t_file), "packed": _rate(n, t_rows), "prefetch": _rate(n, t_ahead),
+            "mb_per_file_sample": mb_file, "mb_per_packed_row": mb_row}
 
 
 def bench_data_wait(root: Path, pack_dir: Path, batch: int, steps: int) -> dict[str, dict[str, float]]:
@@ -158,7 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=12, help="training steps per data-wait row")
     ap.add_argument("--pack-workers", default="1,2", help="worker counts to pack with")
     ap.add_argument("--chunk", type=int, default=8, help="pack chunk size (samples)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: the fastest step on a busy machine, so the hardest case "
+                         "for data wait; 0: torch's default)")
     ap.add_argument("--json", type=Path, default=None, help="also write results here")
     ap.add_argument("--results", action="store_true", help="write this benchmark's section of RESULTS.md")
     args = ap.parse_args(argv)
@@ -186,9 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     n_samples = sum(packed.meta["splits"].values())
     lines = [f"{'row':<26}{'samples/s':>11}  note"]
-    lines.append(f"{'per-file np.load':<26}{reads['per_file']:>11.1f}  3 files per sample, .float(), stack")
+    lines.append(f"{'per-file np.load':<26}{reads['per_file']:>11.1f}  3 raw files per sample, .float(), stack; "
+                 f"{reads['mb_per_file_sample']:.2f} MB/sample; no preprocessing")
     lines.append(f"{'packed rows':<26}{reads['packed']:>11.1f}  {reads['packed'] / reads['per_file']:.1f}x per-file, "
-                 "synchronous")
+                 f"synchronous; {reads['mb_per_packed_row']:.2f} MB/sample, preprocessed")
     lines.append(f"{'packed + prefetch':<26}{reads['prefetch']:>11.1f}  {reads['prefetch'] / reads['per_file']:.1f}x "
                  "per-file, 2 reader threads")
     for k, v in wait.items():
@@ -204,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     w2 = wait["prefetch 2"]["wait_share"]
     best = max(packs)
     headline = (f"data wait {100 * w2:.1f}% of step time with prefetch (goal <= 5%; {100 * wait['prefetch 0']['wait_share']:.1f}% "
-                f"synchronous); packed+prefetch reads {reads['prefetch'] / reads['per_file']:.1f}x per-file np.load "
-                f"({reads['prefetch']:.0f} vs {reads['per_file']:.0f} samples/s); pack x{best} "
+                f"reading synchronously); packed rows read {reads['packed'] / reads['per_file']:.1f}x per-file np.load "
+                f"({reads['packed']:.0f} vs {reads['per_file']:.0f} samples/s); pack x{best} "
                 f"{packs[best] / packs[workers[0]]:.2f}x x{workers[0]} ({packs[best]:.1f} vs {packs[workers[0]]:.1f} samples/s)")
     result = {"samples": n_samples, "batch": args.batch, "reads_samples_per_s": reads, "data_wait": wait,
               "pack_samples_per_s": {str(k): v for k, v in packs.items()},
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if args.results:
-        cmd = (f"python benchmarks/bench_loader.py --batch {args.batch} --steps {args.steps} --pack-workers "
+        cmd = (f"python benchmarks/bench_loader.py --batch {args.batch} --steps {args.steps} --threads {args.threads} "
+               f"--pack-workers "
                f"{args.pack_workers} --chunk {args.chunk} --results")
         write_section("loader", f"## Loader and packing (bench_loader)\n\n`{cmd}`\n\n{machine_line()}\n\n{head}\n\n"
                                 "```\n" + "\n".join(lines) + f"\n```\n\n{headline}\n")

@@ -184,11 +184,13 @@ def main(argv: list[str] | None = None) -> dict:
                f" --threads {args.threads} --device {args.device} --results")
         floor = (
             "Why pareto/params stays above 1.4x: alpha* needs ||g_a||^2, ||g_d||^2 and <g_a, g_d> over the encoder "
-            "parameters, i.e. two vector-Jacobian products through the encoders (convolution_backward is ~90% of "
-            "each in a profile) on top of the task backward; no exact method avoids them (alpha* is not a function "
-            "of z-space quantities alone). Batching the two (is_grads_batched) and folding the update into the task "
-            "backward remove the third encoder pass's bookkeeping and a parameter-sized add, not the FLOPs: the "
-            "measured floor is the pareto_params row. pareto/embeddings (alpha* from z) is the cheap option."
+            "parameters, so any exact method pays two vector-Jacobian products through the encoders on top of the "
+            "task backward (alpha* is not a function of z-space quantities; convolution_backward is ~90% of each "
+            "product in a profile). The implementation now takes them as one batched product (is_grads_batched) "
+            "and folds the update into the task backward; that keeps alpha* and the update equal (tests/train/"
+            "test_pareto_exact.py) and saves launches and a parameter-sized add, not FLOPs, so on this CPU it "
+            "measures like the three passes: the encoder_vjp_x2_alone row is the floor. pareto/embeddings "
+            "(alpha* from z, nearly free) is the cheap option."
         )
         write_section("model", f"## Training step: DAGR cost (bench_model)\n\n`{cmd}`\n\n{machine_line()}\n\n"
                                f"{head}\n\n```\n" + "\n".join(lines) + f"\n```\n\n{floor}\n\n{headline}\n")
