@@ -12,8 +12,10 @@ Rows:
 - `wifi naive`: the textbook baseline: a Python loop over channels and time steps for Hampel
   (as CSIKit's `filters.hampel`) plus a per-channel `sosfiltfilt`, on --naive-samples samples.
 
-Prints a table, then the same numbers as JSON (also written to --json if given). Timings are the
-median over repeats after one warm-up; the machine is shared, so compare rows of one run only.
+Prints a table, then the same numbers as JSON (also written to --json if given), then the headline
+(batched WiFi vs the naive loop, and the preprocessing floor of an XRF55 pack) last; --results writes this
+benchmark's section of RESULTS.md. Timings are the median over repeats after one warm-up; the machine is
+shared, so compare rows of one run only.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import median_seconds  # noqa: E402
+from _results import machine_line, median_seconds, write_section  # noqa: E402
 
 from rfsense.data.preprocess import PreprocessConfig, WifiPrep, hampel, preprocess  # noqa: E402
 from rfsense.data.preprocess.kernels import butter_lowpass  # noqa: E402
@@ -105,6 +107,7 @@ def main() -> None:
         "--naive-samples", type=int, default=1, help="samples for the slow WiFi baseline (0 skips it)"
     )
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--results", action="store_true", help="write this benchmark's section of RESULTS.md")
     args = ap.parse_args()
     cfg = PreprocessConfig()
     rows: list[dict[str, object]] = []
@@ -145,32 +148,46 @@ def main() -> None:
         naive_wifi(xn, cfg.wifi)  # too slow to repeat
         add("wifi naive", len(xn), time.perf_counter() - t0, "Python loop Hampel + per-channel sosfiltfilt")
 
-    print(
+    head = (
         f"preprocess throughput (batch {args.batch}, median of {args.repeats}; numpy {np.__version__}, "
         f"scipy {scipy.__version__}, {platform.machine()})"
     )
-    print(f"{'row':<24} {'samples':>8} {'seconds':>9} {'samples/s':>10} {'42.9k pack':>11}")
+    lines = [f"{'row':<24} {'samples':>8} {'seconds':>9} {'samples/s':>10} {'42.9k pack':>11}"]
     for r in rows:
         pack_min = XRF55_SAMPLES / float(r["samples_per_s"]) / 60  # type: ignore[arg-type]
-        print(
+        lines.append(
             f"{r['name']:<24} {r['samples']:>8} {r['seconds']:>9.3f} {r['samples_per_s']:>10.1f} "
             f"{pack_min:>8.1f} min  {r['note']}"
         )
-    by_name = {r["name"]: r["samples_per_s"] for r in rows}
+    by_name = {r["name"]: float(r["samples_per_s"]) for r in rows}  # type: ignore[arg-type]
+    all_three = 1.0 / sum(1.0 / by_name[f"{m} batched"] for m in MODALITIES)  # samples/s, all modalities
+    headline = (
+        f"preprocessing all three modalities: {all_three:.1f} samples/s batched in one process "
+        f"({XRF55_SAMPLES / all_three / 60:.0f} min of CPU for XRF55's 42.9k samples)"
+    )
     if "wifi naive" in by_name:
-        print(f"wifi batched vs naive: {by_name['wifi batched'] / by_name['wifi naive']:.0f}x")  # type: ignore[operator]
+        headline += f"; wifi batched {by_name['wifi batched'] / by_name['wifi naive']:.0f}x the naive per-channel loop"
     result = {
         "batch": args.batch,
         "repeats": args.repeats,
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "rows": rows,
+        "headline": headline,
     }
+    print(head)
+    print("\n".join(lines))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")
+    if args.results:
+        cmd = (f"python benchmarks/bench_preprocess.py --batch {args.batch} --repeats {args.repeats} "
+               f"--naive-samples {args.naive_samples} --results")
+        write_section("preprocess", f"## Preprocessing (bench_preprocess)\n\n`{cmd}`\n\n{machine_line()}\n\n{head}\n\n"
+                                    "```\n" + "\n".join(lines) + f"\n```\n\n{headline}\n")
+    print(headline)
 
 
 if __name__ == "__main__":

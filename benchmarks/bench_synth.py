@@ -11,7 +11,8 @@ Rows:
   (wall time, samples/s, MB written); `rerun` is the same call again (must write nothing).
 - with --probe, the probe accuracies (rfsense.data.probe.probe_accuracy) on the written set.
 
-Prints a table, then the same numbers as JSON (also written to --json if given). The machine is
+Prints a table, then the same numbers as JSON (also written to --json if given), then the headline
+(samples/s written) last; --results writes this benchmark's section of RESULTS.md. The machine is
 shared, so compare rows of one run only. The output folder is a temporary one unless --out is given.
 """
 
@@ -29,6 +30,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import machine_line, write_section  # noqa: E402
 
 from rfsense.data import synth as S  # noqa: E402
 from rfsense.data.probe import probe_accuracy  # noqa: E402
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="write the set here and keep it")
     ap.add_argument("--probe", action="store_true", help="also run the difficulty probe (needs >= 15 trials)")
     ap.add_argument("--json", type=Path, default=None, help="also write results here")
+    ap.add_argument("--results", action="store_true", help="write this benchmark's section of RESULTS.md")
     args = ap.parse_args(argv)
     cfg = S.SynthConfig(volunteers=args.volunteers, actions=args.actions, trials=args.trials, seed=args.seed)
 
@@ -119,9 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
 
     width = max(len(r[0]) for r in rows)
-    print(f"{'row':<{width}}  {'ms':>10}  note")
-    for name, ms, note in rows:
-        print(f"{name:<{width}}  {ms:>10.1f}  {note}")
+    lines = [f"{'row':<{width}}  {'ms':>10}  note"]
+    lines += [f"{name:<{width}}  {ms:>10.1f}  {note}" for name, ms, note in rows]
+    rate = summary["n_written"] / summary["seconds"]
+    headline = (f"synthesis: {rate:.1f} samples/s with {args.workers} worker(s) "
+                f"({summary['n_written']} samples, {mb / max(summary['n_written'], 1):.2f} MB/sample)")
     result = {
         "config": {**asdict(cfg), "workers": args.workers},
         "generator_version": S.GENERATOR_VERSION,
@@ -129,15 +136,24 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": [{"name": n, "ms": round(ms, 2), "note": note} for n, ms, note in rows],
         "synthesize": {
             "seconds": round(summary["seconds"], 2),
-            "samples_per_s": round(summary["n_written"] / summary["seconds"], 2),
+            "samples_per_s": round(rate, 2),
             "mb_written": round(mb, 1),
         },
         "probe": probe,
+        "headline": headline,
     }
+    print("\n".join(lines))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
+    if args.results:
+        cmd = (f"python benchmarks/bench_synth.py --volunteers {args.volunteers} --actions {args.actions} "
+               f"--trials {args.trials} --workers {args.workers} --repeats {args.repeats}"
+               f"{' --probe' if args.probe else ''} --results")
+        write_section("synth", f"## Synthetic generator (bench_synth)\n\n`{cmd}`\n\n{machine_line()}\n\n"
+                               "```\n" + "\n".join(lines) + f"\n```\n\n{headline}\n")
+    print(headline)
     return result
 
 

@@ -7,6 +7,7 @@ errors exit 2; real bugs keep their traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RFSenseError as err:
+            from rfsense.train.launch import record_rank_error
+
+            if record_rank_error(str(err)):  # a rank of `train --nproc`: the launcher prints it, once
+                sys.exit(1)
             raise click.ClickException(str(err)) from None
 
 
@@ -174,9 +179,11 @@ def check(root: Path, as_json: bool, quick: bool, config_path: Path | None, prot
               help="Take data.preprocessing, data.quality and data.split from this run config.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable files (their modality is marked absent).")
 @click.option("--overwrite", is_flag=True, help="Replace a pack of other data or settings at OUT.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes reading and preprocessing in parallel (the pack is the same byte for byte).")
 @_split_options
 def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_bad: bool, overwrite: bool,
-             protocol, train_trials, test_volunteers) -> None:
+             workers: int, protocol, train_trials, test_volunteers) -> None:
     """Preprocess ROOT once and pack it into memory-mapped arrays at OUT."""
     from rfsense.data.pack import pack
 
@@ -189,7 +196,7 @@ def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_b
         prep, quality = cfg.data.preprocessing, cfg.data.quality
         if not (protocol or train_trials or test_volunteers):
             spec = cfg.data.split
-    p = pack(root, out, prep, spec, dtype, skip_bad=skip_bad, overwrite=overwrite, quality=quality)
+    p = pack(root, out, prep, spec, dtype, skip_bad=skip_bad, overwrite=overwrite, quality=quality, workers=workers)
     click.echo(f"pack {p.path}: " + ", ".join(f"{k} {v}" for k, v in p.meta["splits"].items()) + f" ({dtype})")
 
 
@@ -201,16 +208,32 @@ def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_b
 @click.option("--resume", is_flag=True, help="Continue the run from its last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--seeds", callback=_int_list, help="Train one run per seed, e.g. 0,42,3407; report mean ± std.")
-def train(config: Path, overrides: list[str], resume: bool, overwrite: bool, seeds: list[int] | None) -> None:
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes on this machine (one per GPU): torchrun --standalone --nproc_per_node N.")
+@click.pass_context
+def train(ctx: click.Context, config: Path, overrides: list[str], resume: bool, overwrite: bool,
+          seeds: list[int] | None, nproc: int) -> None:
     """Train the fusion model described by CONFIG (YAML) and evaluate it on the test split."""
     require_extra("train", "torch")
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if nproc > 1:
+        if "LOCAL_RANK" in os.environ:
+            raise click.UsageError("--nproc starts torchrun itself; under torchrun leave it out")
+        from rfsense.train.launch import launch
+
+        top = ctx.parent.params if ctx.parent else {}
+        args = ["-v"] * top.get("verbose", 0) + ["-q"] * top.get("quiet", 0) + ["train", str(config)]
+        args += [f"--set={o}" for o in overrides] + ["--resume"] * resume + ["--overwrite"] * overwrite
+        args += [f"--seeds={','.join(map(str, seeds))}"] if seeds else []
+        launch(nproc, args)
+        return
     from rfsense.train.config import load_config
     from rfsense.train.loop import run
 
-    if resume and overwrite:
-        raise click.UsageError("--resume and --overwrite exclude each other")
     result = run(load_config(config, overrides), seeds=seeds, resume=resume, overwrite=overwrite)
-    click.echo(result["table"])
+    if result:  # under torchrun only rank 0 has the results
+        click.echo(result["table"])
 
 
 @main.command("eval", context_settings=CONTEXT)

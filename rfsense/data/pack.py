@@ -9,6 +9,12 @@ Layout of a pack folder:
 
 Packing writes into OUT.partial/ and renames it to OUT when complete; an interrupted run resumes
 from the last finished chunk, and re-running on a finished pack with the same inputs is a no-op.
+
+`pack(..., workers=N)` reads and preprocesses chunks in N processes (this one and N - 1 spawned ones).
+Each writes its rows into the memory maps itself; this process commits chunks in order (status counts,
+raw-scale moments merged in chunk order, progress.json), so the pack is byte-identical to a
+single-process one and resumes from the last chunk committed in order, whatever the worker count of
+either run.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import fcntl
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +125,12 @@ def open_pack(path: str | os.PathLike[str]) -> Pack:
 
 
 def _load_batch(
-    samples: list[Sample], modality: str, skip_bad: bool
+    samples: list[Sample], modality: str, skip_bad: bool, skipped: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stack one modality of a chunk as float64 (B, *shape); missing or skipped files are zero rows."""
+    """Stack one modality of a chunk as float64 (B, *shape); missing or skipped files are zero rows.
+
+    The errors of skipped files are appended to `skipped`; the process committing the chunk logs them.
+    """
     out = np.zeros((len(samples), *SHAPES[modality]), dtype=np.float64)
     ok = np.zeros(len(samples), dtype=bool)
     for i, s in enumerate(samples):
@@ -132,7 +143,7 @@ def _load_batch(
         except DataError as err:
             if not skip_bad:
                 raise DataError(f"{err} (run `rfsense data check` for a full report, or pack with --skip-bad)") from None
-            _logger.warning("skipping %s", err)
+            skipped.append(str(err))
     return out, ok
 
 
@@ -142,11 +153,19 @@ class _RawScale:
     def __init__(self) -> None:
         self.n, self.mean, self.m2 = 0, 0.0, 0.0
 
-    def update(self, x: np.ndarray) -> None:
+    @staticmethod
+    def moments(x: np.ndarray) -> tuple[int, float, float] | None:
+        """(count, mean, sum of squared deviations) of one block; None when empty."""
         if x.size == 0:
+            return None
+        mb = float(x.mean(dtype=np.float64))
+        return x.size, mb, float(np.square(x - mb).sum(dtype=np.float64))
+
+    def merge(self, block: tuple[int, float, float] | None) -> None:
+        """Fold one block's moments in; blocks merged in the same order give bit-identical results."""
+        if block is None:
             return
-        nb, mb = x.size, float(x.mean(dtype=np.float64))
-        m2b = float(np.square(x - mb).sum(dtype=np.float64))
+        nb, mb, m2b = block
         n = self.n + nb
         delta = mb - self.mean
         self.mean += delta * nb / n
@@ -167,8 +186,102 @@ class _RawScale:
         return float(np.sqrt(self.m2 / self.n)) if self.n else None
 
 
+@dataclass
+class _Chunk:
+    """What packing one chunk reports back to the process that commits chunks in order."""
+
+    start: int
+    usable: np.ndarray  # (b, 3) bool: preprocessed and finite
+    counts: dict[str, dict[str, int]]  # modality -> quality status -> samples
+    moments: dict[str, tuple[int, float, float] | None]  # modality -> raw-value moments (train split only)
+    skipped: list[str] = field(default_factory=list)  # unreadable files skipped under --skip-bad
+
+
+def _pack_chunk(folder: Path, name: str, part: list[Sample], start: int, cfg: PreprocessConfig,
+                quality: QualityConfig, dtype: str, skip_bad: bool) -> _Chunk:
+    """Read, check and preprocess rows start..start+len(part) and write them into folder's memory maps."""
+    n_mod = len(MODALITIES)
+    result = _Chunk(start, np.zeros((len(part), n_mod), dtype=bool), {m: dict.fromkeys(STATUSES, 0) for m in MODALITIES},
+                    dict.fromkeys(MODALITIES))
+    for j, m in enumerate(MODALITIES):
+        raw, ok = _load_batch(part, m, skip_bad, result.skipped)
+        out = np.zeros((len(part), *SHAPES[m]), dtype=np.float32)
+        rows = np.flatnonzero(ok)
+        result.counts[m]["absent"] += len(part) - rows.size
+        if rows.size:
+            checked = assess(m, raw[rows], quality)  # the runtime's rule: what it would refuse, we skip
+            use = checked.usable
+            for s in checked.status:
+                result.counts[m][str(s)] += 1
+            if use.any():
+                x = preprocess(m, checked.values[use], cfg)
+                fine = np.isfinite(x.reshape(len(x), -1)).all(axis=1)  # float32 overflow: unusable too
+                out[rows[use][fine]] = x[fine]
+                result.usable[rows[use][fine], j] = True
+                if name == "train":
+                    result.moments[m] = _RawScale.moments(checked.values[use][fine])
+        _write_rows(folder / f"{m}.npy", start, out.astype(dtype))
+    return result
+
+
+def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
+    """Write rows start..start+len(rows) of the .npy at `path` through a map of those rows only, and flush
+    them to disk (a map of the whole array would make every flush scan it all, and wait for the pages
+    other workers are writing)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        offset = f.tell()
+    if tuple(shape[1:]) != rows.shape[1:] or dtype != rows.dtype or start + len(rows) > shape[0]:
+        raise DataError(f"{path}: holds {shape} {dtype}, cannot take rows {start}..{start + len(rows)} of {rows.shape[1:]} "
+                        f"{rows.dtype}; delete the .partial folder and pack again")
+    row_bytes = int(np.prod(rows.shape[1:], dtype=np.int64)) * rows.dtype.itemsize
+    view = np.memmap(path, dtype=rows.dtype, mode="r+", offset=offset + start * row_bytes, shape=rows.shape)
+    view[:] = rows
+    view.flush()  # on disk before the parent records the chunk as done
+    del view
+
+
+def _pack_chunk_task(args: tuple) -> _Chunk:
+    return _pack_chunk(*args)
+
+
+def _chunks_in_order(tasks: list[tuple], pool: ProcessPoolExecutor | None, workers: int) -> Iterator[_Chunk]:
+    """Pack chunks and yield their results in chunk order: this process packs every `workers`-th chunk
+    itself while `pool` (workers - 1 processes) packs the others ahead of it; None: all here."""
+    if pool is None:
+        for t in tasks:
+            yield _pack_chunk(*t)
+        return
+    futures: dict[int, Future[_Chunk]] = {}
+    queued = 0  # tasks[:queued] are packed or assigned
+    try:
+        for i, t in enumerate(tasks):
+            while queued < min(len(tasks), i + 2 * workers):  # a bounded window: a chunk holds ~0.2 GB of raw data
+                if queued % workers:
+                    futures[queued] = pool.submit(_pack_chunk_task, tasks[queued])
+                queued += 1
+            yield futures.pop(i).result() if i % workers else _pack_chunk(*t)
+    finally:
+        for f in futures.values():
+            f.cancel()
+
+
+@contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """The other workers - 1 processes, one pool for every split (None for one worker)."""
+    if workers <= 1:
+        yield None
+        return
+    # spawn, not fork: training packs on first use from a process that holds torch's thread pools.
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
 def _write_split(folder: Path, name: str, samples: list[Sample], cfg: PreprocessConfig, quality: QualityConfig,
-                 dtype: str, chunk: int, skip_bad: bool) -> None:
+                 dtype: str, chunk: int, skip_bad: bool, pool: ProcessPoolExecutor | None = None,
+                 workers: int = 1) -> None:
     """Pack one split into `folder` (resumable chunk by chunk); its status counts and raw scales go to
     folder/summary.json."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,45 +291,26 @@ def _write_split(folder: Path, name: str, samples: list[Sample], cfg: Preprocess
     done = state["done"]
     counts = state.get("counts") or {m: dict.fromkeys(STATUSES, 0) for m in MODALITIES}
     scales = {m: _RawScale.from_state(state["scales"][m]) if "scales" in state else _RawScale() for m in MODALITIES}
-    arrays = {}
     for m in MODALITIES:
         f = folder / f"{m}.npy"
-        if done and f.is_file():
-            arrays[m] = np.load(f, mmap_mode="r+", allow_pickle=False)
-        else:
-            arrays[m] = np.lib.format.open_memmap(f, mode="w+", dtype=dtype, shape=(n, *SHAPES[m]))
+        if not (done and f.is_file()):  # create it; the chunks write through their own maps
+            np.lib.format.open_memmap(f, mode="w+", dtype=dtype, shape=(n, *SHAPES[m]))
     available = np.array([s.available for s in samples], dtype=bool).reshape(n, 3)
     usable_path = folder / "usable.npy"
     usable = np.load(usable_path) if done and usable_path.is_file() else np.zeros((n, 3), dtype=bool)
-    starts = range(done, n, chunk)
-    for start in progress(starts, total=len(starts), header=f"packing {name}"):
-        part = samples[start : start + chunk]
-        for j, m in enumerate(MODALITIES):
-            raw, ok = _load_batch(part, m, skip_bad)
-            out = np.zeros((len(part), *SHAPES[m]), dtype=np.float32)
-            good = np.zeros(len(part), dtype=bool)
-            rows = np.flatnonzero(ok)
-            counts[m]["absent"] += len(part) - rows.size
-            if rows.size:
-                checked = assess(m, raw[rows], quality)  # the runtime's rule: what it would refuse, we skip
-                use = checked.usable
-                for s in checked.status:
-                    counts[m][str(s)] += 1
-                if use.any():
-                    x = preprocess(m, checked.values[use], cfg)
-                    fine = np.isfinite(x.reshape(len(x), -1)).all(axis=1)  # float32 overflow: unusable too
-                    out[rows[use][fine]] = x[fine]
-                    good[rows[use][fine]] = True
-                    if name == "train":
-                        scales[m].update(checked.values[use][fine])
-            arrays[m][start : start + len(part)] = out.astype(dtype)
-            usable[start : start + len(part), j] = good
-        for arr in arrays.values():
-            arr.flush()
+    tasks = [(folder, name, samples[s : s + chunk], s, cfg, quality, dtype, skip_bad) for s in range(done, n, chunk)]
+    for c in progress(_chunks_in_order(tasks, pool, workers), total=len(tasks), header=f"packing {name}"):
+        for msg in c.skipped:
+            _logger.warning("skipping %s", msg)
+        end = c.start + len(c.usable)
+        usable[c.start : end] = c.usable
+        for m in MODALITIES:
+            for k, v in c.counts[m].items():
+                counts[m][k] += v
+            scales[m].merge(c.moments[m])
         np.save(usable_path, usable)
-        atomic_write_text(state_path, json.dumps({"done": start + len(part), "counts": counts,
+        atomic_write_text(state_path, json.dumps({"done": end, "counts": counts,
                                                   "scales": {m: s.state() for m, s in scales.items()}}))
-    del arrays
     np.savez(
         folder / "index.npz",
         keys=np.array([tuple(s.key) for s in samples], dtype=np.int64).reshape(n, 3),
@@ -265,12 +359,22 @@ def pack(
     skip_bad: bool = False,
     overwrite: bool = False,
     quality: QualityConfig | None = None,
+    workers: int = 1,
 ) -> Pack:
     """Pack the XRF55 tree at `root` into `out` (see module docstring); returns the opened pack.
 
+    `workers` processes read and preprocess chunks in parallel; the result is byte-identical for any count.
+
     Raises:
         DataError: bad input files (unless skip_bad), an empty split, or `out` holding a different pack.
+        ValueError: workers is not a positive integer.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers > 1 and getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker re-importing an unguarded main script would queue behind its parent's pack lock forever.
+        raise RuntimeError("pack(workers > 1) was called while a worker process imported the main script; "
+                           "call it under `if __name__ == '__main__':`")
     if dtype not in _DTYPES:
         raise DataError(f"pack dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
     cfg, quality = cfg or PreprocessConfig(), quality or QualityConfig()
@@ -289,21 +393,22 @@ def pack(
                 return open_pack(out)
             if not overwrite:
                 raise DataError(f"{out} holds a pack of other data or settings; pass --overwrite or choose another folder")
-        return _pack_locked(root, out, found.layout, splits, cfg, quality, spec, dtype, chunk, skip_bad, fp)
+        return _pack_locked(root, out, found.layout, splits, cfg, quality, spec, dtype, chunk, skip_bad, fp, workers)
 
 
 def _pack_locked(root: str | os.PathLike[str], out: Path, layout: str, splits: dict[str, list[Sample]],
                  cfg: PreprocessConfig, quality: QualityConfig, spec: SplitSpec, dtype: str, chunk: int,
-                 skip_bad: bool, fp: str) -> Pack:
+                 skip_bad: bool, fp: str, workers: int) -> Pack:
     partial = out.with_name(out.name + ".partial")
     marker = partial / "fingerprint"
     if partial.exists() and (not marker.is_file() or marker.read_text() != fp):
         shutil.rmtree(partial)  # stale partial pack of other inputs: start over
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(fp)
-    for name, items in splits.items():
-        if not (partial / name / "index.npz").is_file():
-            _write_split(partial / name, name, items, cfg, quality, dtype, chunk, skip_bad)
+    with _worker_pool(workers) as pool:
+        for name, items in splits.items():
+            if not (partial / name / "index.npz").is_file():
+                _write_split(partial / name, name, items, cfg, quality, dtype, chunk, skip_bad, pool, workers)
     with np.load(partial / "train" / "index.npz", allow_pickle=False) as idx:
         train_usable = idx["usable"]
     stats = _fit_stats(partial / "train", train_usable, chunk)

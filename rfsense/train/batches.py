@@ -8,7 +8,7 @@ import torch
 from rfsense.data.pack import PackedSplit
 from rfsense.modalities import MODALITIES, TIME_AXIS
 
-__all__ = ["read_rows", "sample_presence", "time_shift"]
+__all__ = ["draw_shift", "read_rows", "sample_presence", "shift_by", "time_shift"]
 
 
 def sample_presence(
@@ -49,21 +49,32 @@ def read_rows(split: PackedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
     return out
 
 
+def draw_shift(rng: np.random.Generator, n: int, max_fraction: float) -> np.ndarray | None:
+    """Per-sample time-shift fractions, uniform in [-max_fraction, max_fraction]; None (no draw) when off."""
+    if max_fraction <= 0:
+        return None
+    return rng.uniform(-max_fraction, max_fraction, size=n)
+
+
 def time_shift(x: dict[str, torch.Tensor], max_fraction: float, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """Shift every sample in time by a random fraction of its window, the same for all its modalities.
 
     The sensors are synchronised, so one offset per sample keeps them aligned; edges are held (no wrap),
     mimicking an action that starts a little earlier or later in the 5 s window.
     """
-    if max_fraction <= 0:
-        return x
+    frac = draw_shift(rng, next(iter(x.values())).shape[0], max_fraction)
+    return x if frac is None else shift_by(x, frac)
+
+
+def shift_by(x: dict[str, torch.Tensor], frac: np.ndarray) -> dict[str, torch.Tensor]:
+    """Shift sample i of every modality by frac[i] of its window (see `time_shift`)."""
     b = next(iter(x.values())).shape[0]
-    frac = torch.from_numpy(rng.uniform(-max_fraction, max_fraction, size=b))
+    frac_t = torch.from_numpy(np.asarray(frac, dtype=np.float64))
     out = {}
     for m, t in x.items():
         axis = TIME_AXIS[m] + 1  # + the batch axis
         n = t.shape[axis]
-        src = torch.arange(n).unsqueeze(0) - torch.round(frac * n).long().unsqueeze(1)  # (B, T)
+        src = torch.arange(n).unsqueeze(0) - torch.round(frac_t * n).long().unsqueeze(1)  # (B, T)
         src = src.clamp_(0, n - 1).to(t.device)
         shape = [b] + [1] * (t.dim() - 1)
         shape[axis] = n

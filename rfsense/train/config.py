@@ -55,6 +55,7 @@ class DataConfig:
     split: SplitSpec = SplitSpec()
     preprocessing: PreprocessConfig = PreprocessConfig()
     quality: QualityConfig = QualityConfig()  # which samples are usable: the same rule as the runtime's
+    pack_workers: PositiveInt | None = None  # processes packing on first use (None: min(4, cores)); same bytes
 
 
 @schema
@@ -84,6 +85,7 @@ class TrainConfig:
     # Fault-aware training (off while `names` is empty): corrupt a share of each batch with field faults'
     # preprocessed variants (rfsense/train/faults.py).
     faults: FaultTraining = FaultTraining()
+    prefetch: NonNegativeInt = 2  # batches read ahead by background threads while one trains; 0: read in the loop
 
     def __post_init__(self) -> None:
         if not any(self.keep_prob):
@@ -102,6 +104,9 @@ class DagrConfig:
     beta: NonNegativeFloat = 0.1  # total geometric weight in pareto mode (Eq. 11); C.1 sweeps {0.1, 0.15, 0.2}
     lambda_d: NonNegativeFloat = 0.1  # fixed-mode weight of L_d
     lambda_a: NonNegativeFloat = 0.1  # fixed-mode weight of L_a
+    # Under torchrun, L_d and L_a see the whole global batch through a differentiable all-gather of z, as
+    # one process would; False: each rank's own rows (the mean of per-rank losses: fewer dispersion pairs).
+    global_batch: StrictBool = True
 
 
 @schema

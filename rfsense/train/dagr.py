@@ -14,6 +14,15 @@ modalities present in each sample:
   ``pareto_space="embeddings"`` computes α* from the gradients w.r.t. ``z`` instead (nearly free)
   and then backpropagates ``L_task + β(α* L_a + (1-α*) L_d)`` in one pass.
 
+How ``pareto_space="params"`` is computed (exactly; the same α* and update as three separate backward
+passes, up to float rounding): ``L_d`` and ``L_a`` depend on the parameters only through z, so
+``g = Jᵀ ∂L/∂z`` with J = ∂z/∂θ_e. The two z-cotangents are cheap (the losses are tiny functions of z);
+``g_d, g_a`` come from ONE batched vector-Jacobian product through the encoders
+(``autograd.grad(..., is_grads_batched=True)``), and after α* the update is ONE backward pass of
+``L_task`` with ``β(α* ∂L_a/∂z + (1-α*) ∂L_d/∂z)`` added to z's gradient (linearity of Jᵀ). What stays
+is the price of α* itself: two encoder vector-Jacobian products, which no exact method avoids, since
+α* needs ``‖g_a‖², ‖g_d‖², <g_a, g_d>`` in parameter space.
+
 The trainer does::
 
     optimizer.zero_grad()
@@ -257,8 +266,8 @@ def dagr_backward(
         return stats
 
     params = [p for p in encoder_params if p.requires_grad]
-    g_d = _grads(l_d, params, has_d)  # Eq. 9
-    g_a = _grads(l_a, params, has_a)
+    gz_d, gz_a = _grads(l_d, [z], has_d)[0], _grads(l_a, [z], has_a)[0]  # (B, M, d) each
+    g_d, g_a = _encoder_vjp(z, params, gz_d, gz_a, has_d, has_a)  # Eq. 9
     if world > 1:  # average like DDP does for ∇L_task, in one collective
         flat = torch.cat([g.reshape(-1) for g in (*g_d, *g_a)])
         dist.all_reduce(flat)
@@ -268,13 +277,29 @@ def dagr_backward(
         g_a = [v.view_as(g) for v, g in zip(averaged[len(g_d) :], g_a, strict=True)]
     alpha = _select_alpha(_dots(g_a, g_d), has_a, has_d)  # Eq. 10
     a = float(alpha)
-    loss_task.backward()
-    with torch.no_grad():
-        for p, ga, gd in zip(params, g_a, g_d, strict=True):
-            geom = cfg.beta * (a * ga + (1.0 - a) * gd)  # Eq. 11
-            if p.grad is None:
-                p.grad = geom.to(p.dtype)
-            else:
-                p.grad.add_(geom.to(p.grad.dtype))
+    g_z = cfg.beta * (a * gz_a + (1.0 - a) * gz_d)  # Eq. 11, as a z-cotangent: Jᵀ g_z = β(α* g_a + (1-α*) g_d)
+    torch.autograd.backward([loss_task, z], [torch.ones_like(loss_task), g_z.to(z.dtype)])
     stats["alpha"] = a
     return stats
+
+
+def _encoder_vjp(z: Tensor, params: list[Tensor], gz_d: Tensor, gz_a: Tensor, has_d: bool,
+                 has_a: bool) -> tuple[list[Tensor], list[Tensor]]:
+    """``Jᵀ gz_d`` and ``Jᵀ gz_a`` on `params` in one batched vector-Jacobian product (zeros for an
+    undefined term, without computing it)."""
+    todo = [g for g, on in ((gz_d, has_d), (gz_a, has_a)) if on]
+    if not todo:
+        return [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    if len(todo) == 1:
+        gs = torch.autograd.grad(z, params, grad_outputs=todo[0], retain_graph=True, allow_unused=True)
+        batched = [None if g is None else g[None] for g in gs]
+    else:
+        batched = torch.autograd.grad(z, params, grad_outputs=torch.stack(todo), retain_graph=True,
+                                      allow_unused=True, is_grads_batched=True)
+    rows = [torch.zeros((len(todo), *p.shape), dtype=p.dtype, device=p.device) if g is None else g
+            for p, g in zip(params, batched, strict=True)]
+    out, k = [], 0
+    for on in (has_d, has_a):
+        out.append([r[k] for r in rows] if on else [torch.zeros_like(p) for p in params])
+        k += on
+    return out[0], out[1]

@@ -8,10 +8,14 @@ would leave them, a stream the quality rule would fail is zeroed and masked (pre
 by the preprocessed domain's std. Which faults have such a variant: `rfsense stress --list-faults` (the
 "preprocessed variant" line); the others are refused in the config.
 
-Draws are seeded by (train.seed, epoch, step), so a resumed run corrupts exactly the same samples.
+The draws (which samples, which fault, severity and modality) are part of each step's plan, made from the
+loop's seeded generator, so a resumed run, any prefetch depth and any number of DDP ranks corrupt exactly
+the same samples; each rank applies them to its own rows in the loader.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,10 +26,7 @@ from rfsense.data.preprocess import PreprocessConfig
 from rfsense.data.quality import QualityConfig
 from rfsense.modalities import MODALITIES
 
-__all__ = ["FaultTraining", "check_fault_names", "corrupt_batch", "preprocessed_scales"]
-
-_STREAM = 7_919  # keeps the fault draws' random stream apart from the loop's other draws
-
+__all__ = ["FaultPlan", "FaultTraining", "check_fault_names", "corrupt_rows", "plan_faults", "preprocessed_scales"]
 
 @schema
 class FaultTraining:
@@ -57,35 +58,52 @@ def preprocessed_scales(stats: NormStats) -> dict[str, float]:
     return {m: float(np.sqrt(np.mean(stats.std[m] ** 2) + np.var(stats.mean[m]))) for m in stats.mean}
 
 
-def corrupt_batch(
-    x: dict[str, np.ndarray], present: np.ndarray, keys: np.ndarray, cfg: FaultTraining, *, seed: int, epoch: int,
-    step: int, scales: dict[str, float], prep: PreprocessConfig, quality: QualityConfig,
+@dataclass(frozen=True)
+class FaultPlan:
+    """The fault draws of one global batch (made in the step plan, the same on every rank): per sample the
+    fault (index into the config's names, -1 = clean), its severity, and `pick` in [0, 1) choosing among the
+    present modalities it applies to; `seed` seeds the faults' per-sample draws."""
+
+    fault: np.ndarray
+    severity: np.ndarray
+    pick: np.ndarray
+    seed: int
+
+    def rows(self, sl: slice) -> FaultPlan:
+        return FaultPlan(self.fault[sl], self.severity[sl], self.pick[sl], self.seed)
+
+
+def plan_faults(rng: np.random.Generator, b: int, cfg: FaultTraining) -> FaultPlan | None:
+    """Draw a batch's faults from the loop's generator; None (and no draw at all) when fault training is off."""
+    if not cfg.names:
+        return None
+    chosen = rng.random(b) < cfg.fraction
+    fault = np.where(chosen, rng.integers(len(cfg.names), size=b), -1)
+    return FaultPlan(fault, rng.choice(np.asarray(cfg.severities), size=b), rng.random(b), int(rng.integers(2**31)))
+
+
+def corrupt_rows(
+    x: dict[str, np.ndarray], present: np.ndarray, keys: np.ndarray, plan: FaultPlan, cfg: FaultTraining, *,
+    scales: dict[str, float], prep: PreprocessConfig, quality: QualityConfig,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Corrupt a share of a batch in place of the clean arrays; returns (arrays, present).
+    """Apply a batch's planned faults to its preprocessed arrays; returns new (arrays, present).
 
     Args:
-        x: modality -> preprocessed batch (B, *SHAPES[m]) (numpy, any float dtype). present: (B, 3) bool.
-        keys: (B, 3) sample keys (volunteer, action, trial): the faults' per-sample draws.
+        x: modality -> preprocessed rows (b, *SHAPES[m]) (numpy, any float dtype). present: (b, 3) bool.
+        keys: (b, 3) sample keys (volunteer, action, trial): the faults' per-sample draws.
+        plan: this batch's (or this rank's rows of it) `FaultPlan`.
     """
-    if not cfg.names:
-        return x, present
-    rng = np.random.default_rng([seed, epoch, step, _STREAM])
-    b = len(present)
-    chosen = np.flatnonzero(rng.random(b) < cfg.fraction)
-    names = rng.choice(len(cfg.names), size=b)
-    severities = rng.choice(np.asarray(cfg.severities), size=b)
-    fault_seed = int(rng.integers(2**31))
     x = {m: a.copy() for m, a in x.items()}
     present = present.copy()
-    for i in chosen:
-        fault = FAULTS[cfg.names[names[i]]]
-        rows = slice(i, i + 1)
+    for i in np.flatnonzero(plan.fault >= 0):
+        fault = FAULTS[cfg.names[plan.fault[i]]]
+        rows, severity = slice(i, i + 1), int(plan.severity[i])
         if fault.kind == "joint":
             given = [m for j, m in enumerate(MODALITIES) if present[i, j]]
             if len(given) < (2 if fault.name == "desync" else 1):
                 continue
-            out, usable = apply_joint_preprocessed(fault.name, {m: x[m][rows] for m in given}, int(severities[i]),
-                                                   seed=fault_seed, sample_ids=keys[rows], targets=tuple(given),
+            out, usable = apply_joint_preprocessed(fault.name, {m: x[m][rows] for m in given}, severity,
+                                                   seed=plan.seed, sample_ids=keys[rows], targets=tuple(given),
                                                    prep=prep, quality=quality)
             for m in given:
                 x[m][rows] = out[m]
@@ -94,9 +112,9 @@ def corrupt_batch(
         options = [m for j, m in enumerate(MODALITIES) if present[i, j] and m in fault.modalities]
         if not options:
             continue
-        m = options[int(rng.integers(len(options)))]
-        y, usable = apply_preprocessed(fault.name, m, x[m][rows], int(severities[i]), seed=fault_seed,
-                                       sample_ids=keys[rows], scale=scales, prep=prep, quality=quality)
+        m = options[int(plan.pick[i] * len(options))]
+        y, usable = apply_preprocessed(fault.name, m, x[m][rows], severity, seed=plan.seed, sample_ids=keys[rows],
+                                       scale=scales, prep=prep, quality=quality)
         x[m][rows] = y
         present[i, MODALITIES.index(m)] &= bool(usable[0])
     return x, present

@@ -3,16 +3,20 @@
     run(load_config("configs/quickstart.yaml"))          # one seed
     run(cfg, seeds=[0, 42, 3407])                         # mean ± std over seeds
 
-What a run folder holds and how it is opened, read and replaced: `rfsense.train.rundir`.
+What a run folder holds and how it is opened, read and replaced: `rfsense.train.rundir`. Under torchrun
+the same code runs in every process (`rfsense.train.distributed`); rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +29,27 @@ from rfsense._io import atomic_write_text
 from rfsense.config import to_data
 from rfsense.errors import ConfigError, DataError
 from rfsense.models import build_model
-from rfsense.train.batches import read_rows, sample_presence, time_shift
+from rfsense.train.batches import draw_shift, sample_presence
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
 from rfsense.train.config import RunConfig, config_tree
 from rfsense.train.dagr import dagr_backward
+from rfsense.train.distributed import DistEnv, env, gather_rows, seed_rank, setup, teardown, unwrap, wrap
 from rfsense.train.evaluate import evaluate_run, evaluate_subsets, mean_accuracy
+from rfsense.train.faults import corrupt_rows, plan_faults, preprocessed_scales
+from rfsense.train.loader import Batch, Prefetcher, StepPlan, steps_per_epoch
 from rfsense.train.pairing import SameClassPairer
 from rfsense.train.report import aggregate_seeds
-from rfsense.train.rundir import load_run_config, open_run_pack, prepare_run_dir, remove_run, write_results
+from rfsense.train.resume import restore_rng, rng_state, truncate_logs
+from rfsense.train.rundir import (
+    load_run_config,
+    open_run_pack,
+    prepare_run_dir,
+    remove_run,
+    run_pack_dir,
+    write_results,
+)
 
-__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch"]
+__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch", "train_step"]
 
 _logger = logging.getLogger(__name__)
 
@@ -78,6 +93,46 @@ def task_loss(model: torch.nn.Module, logits: torch.Tensor, z: torch.Tensor, pre
     return loss
 
 
+def _plan_steps(split: Any, rows: np.ndarray, tc: Any, epoch: int, n_steps: int) -> Iterator[StepPlan]:
+    """Every random draw of an epoch, step by step, for the global batch: the same on every rank, for any
+    prefetch depth (the loader reads ahead; the draws never depend on when it reads)."""
+    rng = np.random.default_rng([tc.seed, epoch])
+    order = rng.permutation(rows)
+    pairer = (
+        SameClassPairer(split.labels, split.usable, seed=tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
+    )
+    for step in range(n_steps):
+        idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
+        read = pairer.pair(idx) if pairer is not None else idx
+        shift = draw_shift(rng, len(idx), tc.time_shift)
+        usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
+        present = sample_presence(rng, usable, tc.keep_prob)
+        yield StepPlan(idx, read, present, shift, plan_faults(rng, len(idx), tc.faults))
+
+
+def train_step(model: torch.nn.Module, batch: Batch, cfg: RunConfig, e: DistEnv | None = None) -> dict[str, float]:
+    """Forward and backward of one global batch (this rank's share of it under DDP); gradients land in .grad.
+
+    The model's logits and z are gathered over ranks (`gather_rows`, the tensors themselves in one
+    process), so the task loss and DAGR see the whole global batch on every rank, and the gradients DDP
+    averages equal one process's gradients of that batch. Returns {"loss_task", "L_d", "L_a", "alpha"}.
+    """
+    e = e or env()
+    tc, net = cfg.train, unwrap(model)
+    device = batch.present.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp and device.type == "cuda"):
+        logits, z_own = model(batch.x["mmwave"], batch.x["wifi"], batch.x["rfid"], batch.present,
+                              return_features=True)
+    logits, z = gather_rows(logits, batch.n, e), gather_rows(z_own, batch.n, e)
+    present, y = batch.present_all, batch.y_all
+    loss_task = task_loss(net, logits, z, present, y, tc.unimodal_weight)
+    if cfg.dagr.enabled:
+        z_dagr, p_dagr = (z, present) if cfg.dagr.global_batch else (z_own, batch.present)
+        return dagr_backward(loss_task, z_dagr.float(), p_dagr, list(net.encoder_parameters()), cfg.dagr)
+    loss_task.backward()
+    return {"loss_task": float(loss_task.detach()), "L_d": float("nan"), "L_a": float("nan"), "alpha": float("nan")}
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -88,38 +143,27 @@ def train_one_epoch(
     epoch: int,
     device: torch.device,
     step_log: Any = None,
+    corrupt: Callable[..., Any] | None = None,
 ) -> dict[str, float]:
-    """One pass over `rows` in a seeded order; returns the epoch's mean loss, L_d, L_a and α*."""
+    """One pass over `rows` in a seeded order; returns the epoch's mean loss, L_d, L_a, α* and the share of
+    the epoch spent waiting for data (`data_wait`). `corrupt` applies fault-aware training's planned faults
+    (`rfsense.train.faults.corrupt_rows` bound to the pack's settings; None: off).
+
+    `model` may be wrapped in DistributedDataParallel: each rank then trains on its share of every global
+    batch, and the losses are computed on the gathered global batch (`rfsense.train.distributed`).
+    """
     tc = cfg.train
-    rng = np.random.default_rng([tc.seed, epoch])
-    order = rng.permutation(rows)
-    pairer = (
-        SameClassPairer(split.labels, split.usable, seed=tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
-    )
-    enc_params = list(model.encoder_parameters())
+    e = env()
     all_params = [p for p in model.parameters() if p.requires_grad]
-    use_amp = tc.amp and device.type == "cuda"
     model.train()
     sums = {"loss": 0.0, "L_d": 0.0, "L_a": 0.0, "alpha": 0.0}
     n_alpha = 0
-    n_steps = math.ceil(len(order) / tc.batch_size)
+    n_steps = steps_per_epoch(len(rows), tc.batch_size, e.world)
+    loader = Prefetcher(split, _plan_steps(split, rows, tc, epoch, n_steps), device, e, tc.prefetch, corrupt)
     t0 = time.monotonic()
-    for step in range(n_steps):
-        idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
-        read = pairer.pair(idx) if pairer is not None else idx
-        x = {m: t.to(device, non_blocking=True) for m, t in time_shift(read_rows(split, read), tc.time_shift, rng).items()}
-        usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
-        present = torch.from_numpy(sample_presence(rng, usable, tc.keep_prob)).to(device)
-        y = torch.from_numpy(split.labels[idx]).to(device)
+    for step, batch in enumerate(loader):
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits, z = model.forward_features(x["mmwave"], x["wifi"], x["rfid"], present)
-        loss_task = task_loss(model, logits, z, present, y, tc.unimodal_weight)
-        if cfg.dagr.enabled:
-            stats = dagr_backward(loss_task, z.float(), present, enc_params, cfg.dagr)
-        else:
-            loss_task.backward()
-            stats = {"loss_task": float(loss_task.detach()), "L_d": float("nan"), "L_a": float("nan"), "alpha": float("nan")}
+        stats = train_step(model, batch, cfg, e)
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(all_params, tc.grad_clip)
         optimizer.step()
@@ -141,7 +185,18 @@ def train_one_epoch(
             )
     out = {k: v / max(1, n_steps) for k, v in sums.items() if k != "alpha"}
     out["alpha"] = sums["alpha"] / n_alpha if n_alpha else float("nan")
+    out["data_wait"] = loader.wait_s / max(time.monotonic() - t0, 1e-9)
     return out
+
+
+def _open_pack_once(cfg: RunConfig, e: DistEnv) -> Any:
+    """The run's pack; on first use the first process of each machine packs it and the others wait for it
+    on the file system (not in a collective: packing XRF55 takes far longer than a collective's timeout)."""
+    if e.local_rank != 0:
+        marker = run_pack_dir(cfg) / "pack.json"
+        while not marker.is_file():
+            time.sleep(0.5)
+    return open_run_pack(cfg)
 
 
 def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False,
@@ -149,26 +204,37 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     """Train one seed into `run_dir` and evaluate best.pt on the test split; returns the results dict.
 
     `stop_after` ends training after that many epochs in this call (used to test resume equivalence).
+    Under torchrun every process calls it; rank 0 alone writes the run folder and returns the results
+    (the other ranks return {}).
     """
+    e = setup(resolve_device(cfg.train.device))
     run_dir = Path(run_dir or cfg.run_dir)
-    busy = prepare_run_dir(run_dir, run_dir.parent if run_dir != cfg.run_dir else Path(cfg.out_dir), resume, overwrite)
-    if resume:
-        if not busy:
+    busy = False
+    if e.is_main:  # the run folder is rank 0's: the others wait until it is checked
+        busy = prepare_run_dir(run_dir, run_dir.parent if run_dir != cfg.run_dir else Path(cfg.out_dir), resume,
+                               overwrite)
+        if resume and not busy:
             raise ConfigError(f"--resume: run folder {run_dir} does not exist")
+    e.barrier()
+    if resume:
         saved = load_run_config(run_dir)
         if saved != cfg:
             _logger.warning("--resume: the config differs from %s; continuing with the saved one", run_dir / "config.yaml")
             cfg = saved
     tc = cfg.train
+    if tc.batch_size < e.world:
+        raise ConfigError(f"train.batch_size {tc.batch_size} is below the {e.world} processes; it is the global "
+                          "batch, split across them")
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
-    data = open_run_pack(cfg)  # before --overwrite deletes anything: a bad data root leaves the old run intact
-    if overwrite and busy:
-        remove_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_tree(cfg), sort_keys=False))
+    device = e.device if e.world > 1 else resolve_device(tc.device)
+    data = _open_pack_once(cfg, e)  # before --overwrite deletes anything: a bad data root leaves the old run intact
+    if e.is_main:
+        if overwrite and busy:
+            remove_run(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_tree(cfg), sort_keys=False))
     train, test = data.split("train"), data.split("test")
     train_rows, val_rows = _split_rows(train.usable.any(axis=1), len(train), tc.val_fraction, tc.seed)
     if len(train_rows) == 0:
@@ -179,10 +245,13 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     model = build_model(model_cfg)
     model.set_norm_stats(data.stats.mean, data.stats.std)
     model.to(device)
+    seed_rank(tc.seed, e)  # dropout: each rank its own stream after the identical initialisation
+    if e.world > 1 and tc.unimodal_weight == 0:  # DDP waits for a gradient of every trainable parameter
+        model.unimodal_heads.requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    steps_per_epoch = math.ceil(len(train_rows) / tc.batch_size)
+    n_steps = steps_per_epoch(len(train_rows), tc.batch_size, e.world)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(tc.epochs * steps_per_epoch, max(1, int(tc.warmup_epochs * steps_per_epoch)))
+        optimizer, _lr_lambda(tc.epochs * n_steps, max(1, int(tc.warmup_epochs * n_steps)))
     )
     start_epoch, best = 0, -1.0
     if resume and (run_dir / "last.pt").is_file():
@@ -190,22 +259,35 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng(state, e, device)
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        if e.is_main:
+            truncate_logs(run_dir, int(state["epoch"]))  # rows a killed run wrote after its last checkpoint
         _logger.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+    ddp = wrap(model, e)
+    corrupt = None
+    if tc.faults.names:  # fault-aware training: the pack's own settings decide what a fault leaves usable
+        corrupt = functools.partial(corrupt_rows, cfg=tc.faults, scales=preprocessed_scales(data.stats),
+                                    prep=data.preprocessing, quality=cfg.data.quality)
     n_params = sum(p.numel() for p in model.parameters())
     _logger.info(
-        "training %s: %s preset, %.2fM parameters, %d train / %d val / %d test samples, device %s, DAGR %s",
+        "training %s: %s preset, %.2fM parameters, %d train / %d val / %d test samples, device %s%s, DAGR %s",
         run_dir, model_cfg.preset, n_params / 1e6, len(train_rows), len(val_rows), len(test), device,
+        f" x {e.world} processes" if e.world > 1 else "",
         f"{cfg.dagr.mode}/{cfg.dagr.pareto_space}" if cfg.dagr.enabled else "off",
     )
     mode = "a" if resume else "w"
-    with open(run_dir / "metrics.jsonl", mode) as mlog, open(run_dir / "steps.jsonl", mode) as slog:
+    with ExitStack() as logs:
+        mlog = logs.enter_context(open(run_dir / "metrics.jsonl", mode)) if e.is_main else None
+        slog = logs.enter_context(open(run_dir / "steps.jsonl", mode)) if e.is_main else None
         for epoch in range(start_epoch, tc.epochs):
             if stop_after is not None and epoch >= start_epoch + stop_after:
                 return {}
             t0 = time.monotonic()
-            stats = train_one_epoch(model, optimizer, scheduler, train, train_rows, cfg, epoch, device, slog)
+            stats = train_one_epoch(ddp, optimizer, scheduler, train, train_rows, cfg, epoch, device, slog, corrupt)
+            rngs = rng_state(e, device)  # a collective: every rank, every epoch
+            if not e.is_main:
+                continue
             val = evaluate_subsets(model, train, val_rows, device, tc.eval_batch_size) if len(val_rows) else {}
             score = mean_accuracy(val) if val else float(epoch)  # no validation rows: best = last
             row = {"epoch": epoch + 1, **stats, "lr": scheduler.get_last_lr()[0],
@@ -217,7 +299,7 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
             state = {
                 "model": model.state_dict(), "model_config": to_data(model_cfg),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": max(best, score),
+                **rngs, "epoch": epoch, "best": max(best, score),
             }
             if score > best:
                 best = score
@@ -229,23 +311,36 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
                 epoch + 1, tc.epochs, stats["loss"], stats["L_d"], stats["L_a"], stats["alpha"],
                 f"{100 * score:.1f}%" if val else "-", row["seconds"],
             )
-    return evaluate_run(run_dir, device=device)
+    return evaluate_run(run_dir, device=device) if e.is_main else {}
 
 
 def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train one run, or one per seed under RUN/seed<k>/ and aggregate them (mean ± std)."""
-    if not seeds:
-        return fit(cfg, resume=resume, overwrite=overwrite)
-    root = cfg.run_dir
-    busy = prepare_run_dir(root, Path(cfg.out_dir), resume, overwrite)
-    open_run_pack(cfg)  # before --overwrite deletes anything (packs once; the seeds reuse it)
-    if overwrite and busy:
-        remove_run(root)
-    results = []
-    for seed in seeds:
-        seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-        sub = root / f"seed{seed}"
-        results.append(fit(seeded, run_dir=sub, resume=resume and sub.exists(), overwrite=False))
-    agg = aggregate_seeds(results)
-    agg["seeds"] = [f"seed{s}" for s in seeds]
-    return write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")
+    """Train one run, or one per seed under RUN/seed<k>/ and aggregate them (mean ± std).
+
+    Under torchrun every process calls it (the process group is joined here and left at the end); rank 0
+    returns the results, the other ranks {}.
+    """
+    e = setup(resolve_device(cfg.train.device))
+    try:
+        if not seeds:
+            return fit(cfg, resume=resume, overwrite=overwrite)
+        root = cfg.run_dir
+        busy = False
+        if e.is_main:
+            busy = prepare_run_dir(root, Path(cfg.out_dir), resume, overwrite)
+        _open_pack_once(cfg, e)  # before --overwrite deletes anything (packs once; the seeds reuse it)
+        if e.is_main and overwrite and busy:
+            remove_run(root)
+        e.barrier()
+        results = []
+        for seed in seeds:
+            seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+            sub = root / f"seed{seed}"
+            results.append(fit(seeded, run_dir=sub, resume=resume and sub.exists(), overwrite=False))
+        if not e.is_main:
+            return {}
+        agg = aggregate_seeds(results)
+        agg["seeds"] = [f"seed{s}" for s in seeds]
+        return write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")
+    finally:
+        teardown()

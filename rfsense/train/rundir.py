@@ -36,6 +36,7 @@ __all__ = [
     "open_run_pack",
     "prepare_run_dir",
     "resolve_run",
+    "run_pack_dir",
     "seed_runs",
     "write_results",
 ]
@@ -93,13 +94,20 @@ def remove_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
-def open_run_pack(cfg: RunConfig) -> Pack:
-    """Open (packing on first use) the pack for the run's data root and settings."""
+def run_pack_dir(cfg: RunConfig) -> Path:
+    """Where the run's pack lives: data.pack_dir, else <root>.packs/<settings digest>."""
     d = cfg.data
     root = Path(d.root)
-    pack_dir = Path(d.pack_dir) if d.pack_dir else root.with_name(root.name + ".packs") / settings_digest(
+    return Path(d.pack_dir) if d.pack_dir else root.with_name(root.name + ".packs") / settings_digest(
         d.preprocessing, d.quality, d.pack_dtype, d.split
     )
+
+
+def open_run_pack(cfg: RunConfig) -> Pack:
+    """Open (packing on first use, with data.pack_workers processes) the pack for the run's data root and settings."""
+    d = cfg.data
+    root = Path(d.root)
+    pack_dir = run_pack_dir(cfg)
     if not root.is_dir() and (pack_dir / "pack.json").is_file():
         return open_pack(pack_dir)  # the raw tree may be deleted once packed
     if not root.is_dir():
@@ -108,7 +116,9 @@ def open_run_pack(cfg: RunConfig) -> Pack:
             f"or Scene*/ or train_data/test_data above them), set data.root, or make a synthetic stand-in: "
             f"rfsense synth {root}"
         )
-    return pack(root, pack_dir, d.preprocessing, d.split, d.pack_dtype, quality=d.quality)  # no-op when up to date
+    workers = d.pack_workers or min(4, os.cpu_count() or 1)
+    return pack(root, pack_dir, d.preprocessing, d.split, d.pack_dtype, quality=d.quality,
+                workers=workers)  # no-op when up to date
 
 
 def _drop_removed_keys(tree: dict, where: Path) -> dict:

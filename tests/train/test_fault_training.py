@@ -3,6 +3,8 @@ quality rule would fail, and the config refuses faults without a preprocessed va
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from rfsense.data.quality import QualityConfig
 from rfsense.errors import ConfigError
 from rfsense.modalities import MODALITIES, SHAPES
 from rfsense.train.config import load_config
-from rfsense.train.faults import FaultTraining, corrupt_batch, preprocessed_scales
+from rfsense.train.faults import FaultTraining, corrupt_rows, plan_faults, preprocessed_scales
 
 
 def _batch(b: int = 8) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -23,12 +25,17 @@ def _batch(b: int = 8) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
 
 def _run(cfg: FaultTraining, step: int = 0):
     x, present, keys = _batch()
-    return x, corrupt_batch(x, present, keys, cfg, seed=0, epoch=1, step=step, scales=dict.fromkeys(MODALITIES, 1.0),
-                            prep=PreprocessConfig(), quality=QualityConfig())
+    plan = plan_faults(np.random.default_rng([0, step]), len(present), cfg)
+    if plan is None:
+        return x, (x, present)
+    return x, corrupt_rows(x, present, keys, plan, cfg, scales=dict.fromkeys(MODALITIES, 1.0),
+                           prep=PreprocessConfig(), quality=QualityConfig())
 
 
-def test_off_by_default_and_zero_fraction_change_nothing():
+def test_off_by_default_draws_nothing_and_zero_fraction_changes_nothing():
     assert load_config("configs/quickstart.yaml").train.faults == FaultTraining()
+    rng = np.random.default_rng(0)
+    assert plan_faults(rng, 8, FaultTraining()) is None and rng.random() == np.random.default_rng(0).random()
     x, (y, p) = _run(FaultTraining(names=("gaussian",), fraction=0.0))
     assert all(np.array_equal(x[m], y[m]) for m in MODALITIES) and p.all()
 
@@ -65,3 +72,26 @@ def test_preprocessed_scales_pool_the_channels():
 def test_config_refuses_what_cannot_train(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("configs/quickstart.yaml", [override])
+
+
+def test_training_with_faults_runs_and_resumes_identically(synth_root, synth_pack, tmp_path):
+    """The faults are part of each step's plan: a run stopped and resumed equals one uninterrupted run."""
+    import torch
+
+    from rfsense.train.checkpoint import load_checkpoint
+    from rfsense.train.loop import fit
+    from tests.conftest import tiny_config
+
+    def cfg(name):
+        c = tiny_config(synth_root, tmp_path, name=name, epochs=2, prefetch=2)
+        faults = FaultTraining(names=("missing", "gaussian", "sensor-fail"), fraction=0.5)
+        return dataclasses.replace(c, train=dataclasses.replace(c.train, faults=faults))
+
+    fit(cfg("whole"))
+    fit(cfg("parts"), stop_after=1)
+    fit(cfg("parts"), resume=True)
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "parts" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    fit(tiny_config(synth_root, tmp_path, name="clean", epochs=2, prefetch=2))
+    c = load_checkpoint(tmp_path / "clean" / "last.pt")
+    assert not all(torch.equal(a["model"][k], c["model"][k]) for k in a["model"])  # the faults did change training

@@ -11,6 +11,7 @@ from rfsense.errors import ConfigError, DataError
 from rfsense.modalities import SUBSETS
 from rfsense.train.batches import sample_presence
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
+from rfsense.train.config import config_tree
 from rfsense.train.evaluate import evaluate_run
 from rfsense.train.loop import fit, run
 from tests.conftest import tiny_config
@@ -71,17 +72,49 @@ def test_existing_run_needs_flag(synth_root, trained_run):
 
 
 def test_resume_equals_uninterrupted(synth_root, synth_pack, tmp_path):
-    cfg = tiny_config(synth_root, tmp_path, epochs=2, threads=1)
+    """Stopped after an epoch, or killed with SIGKILL mid-epoch while the loader reads ahead (prefetch 2):
+    --resume ends bit-identical to the uninterrupted run, logs included (timings aside)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    cfg = tiny_config(synth_root, tmp_path, epochs=2, threads=1, prefetch=2)
+    assert cfg.train.prefetch == 2
     fit(cfg, run_dir=tmp_path / "a")
     fit(cfg, run_dir=tmp_path / "b", stop_after=1)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 0
     fit(cfg, run_dir=tmp_path / "b", resume=True)
-    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
+
+    killed = tiny_config(synth_root, tmp_path, name="c", epochs=2, threads=1, prefetch=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config_tree(killed), sort_keys=False))
+    repo = Path(__file__).resolve().parents[2]
+    job = subprocess.Popen([sys.executable, "-m", "rfsense", "-q", "train", str(tmp_path / "c.yaml")], cwd=repo,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "c" / "last.pt").is_file():
+            assert job.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
+            time.sleep(0.05)
+        os.kill(job.pid, signal.SIGKILL)
+    finally:
+        job.wait(timeout=60)
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["epoch"] == 0, "killed too late to test resuming"
+    fit(killed, resume=True)
+
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
     ra = json.loads((tmp_path / "a" / "results.json").read_text())
-    rb = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert ra["subsets"] == rb["subsets"]
+    for name in ("b", "c"):
+        other = load_checkpoint(tmp_path / name / "last.pt")
+        for k, v in a["model"].items():
+            assert torch.equal(v, other["model"][k]), (name, k)
+        assert ra["subsets"] == json.loads((tmp_path / name / "results.json").read_text())["subsets"]
+        assert (tmp_path / name / "steps.jsonl").read_text() == (tmp_path / "a" / "steps.jsonl").read_text(), name
+        rows = [[{k: v for k, v in json.loads(line).items() if k not in ("seconds", "data_wait")}
+                 for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in ("a", name)]
+        assert rows[0] == rows[1], name
 
 
 def test_seeds_aggregate(synth_root, synth_pack, tmp_path):
