@@ -32,18 +32,19 @@ class SynthSet:
 
 def synth_set(cache: Path, name: str, volunteers: int, actions: int, trials: int, train_trials: tuple[int, ...],
               workers: int = 2) -> SynthSet:
-    """A synthetic XRF55 tree and its pack under cache/name (made once; the generator is deterministic)."""
+    """A synthetic XRF55 tree and its pack under cache/<name>-VxAxT (made once; the generator is deterministic)."""
     from rfsense.data.pack import pack
     from rfsense.data.synth import SynthConfig, synthesize
 
-    root = cache / name / "xrf55"
+    folder = cache / f"{name}-{volunteers}x{actions}x{trials}"
+    root = folder / "xrf55"
     done = root.parent / "synth.done"
     if not done.is_file():
         _logger.info("synthesising %s (%d x %d x %d samples)", root, volunteers, actions, trials)
         synthesize(root, SynthConfig(seed=0, volunteers=volunteers, actions=actions, trials=trials), workers=workers)
         done.write_text("ok\n")
     spec = SplitSpec(train_trials=train_trials)
-    return SynthSet(root, pack(root, cache / name / "pack", spec=spec), spec)
+    return SynthSet(root, pack(root, folder / "pack", spec=spec), spec)
 
 
 def train_config(data: SynthSet, out_dir: Path, name: str, epochs: int, val_fraction: float, threads: int) -> Any:
@@ -55,9 +56,10 @@ def train_config(data: SynthSet, out_dir: Path, name: str, epochs: int, val_frac
         "data": {"root": str(data.root), "pack_dir": str(data.pack.path),
                  "split": {"train_trials": list(data.spec.train_trials)}},
         "model": {"preset": "edge"},
-        "train": {"epochs": epochs, "batch_size": 16, "lr": 0.003, "warmup_epochs": 0.5, "val_fraction": val_fraction,
-                  "log_every": 0, "threads": threads},
-        "dagr": {"enabled": False},
+        # configs/quickstart.yaml's recipe
+        "train": {"epochs": epochs, "batch_size": 16, "lr": 0.001, "warmup_epochs": 1, "keep_prob": [0.5, 0.9, 0.6],
+                  "val_fraction": val_fraction, "seed": 0, "log_every": 0, "threads": threads},
+        "dagr": {"enabled": True, "mode": "pareto", "pareto_space": "params"},
     })
 
 

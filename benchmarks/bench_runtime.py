@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rfsense.deploy.session import make_session
 
     torch.set_num_threads(args.threads)
-    data = synth_set(args.cache, "runtime", volunteers=1, actions=4, trials=5, train_trials=(1, 2, 3, 4))
+    # 24 training rows: enough for the distribution statistics (PlausibilityConfig.min_rows), so they are timed too
+    data = synth_set(args.cache, "runtime", volunteers=1, actions=4, trials=8, train_trials=(1, 2, 3, 4, 5, 6))
     tmp = Path(tempfile.mkdtemp(prefix="rfsense-bench-runtime-"))
     model, path = export_untrained(data, tmp / "export")
     export_single_graph(model, tmp / "single.onnx")

@@ -260,9 +260,9 @@ def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> 
                f"and their manifest {out / (Path(m['model_file']).stem + '.json')}")
     click.echo(f"parity vs PyTorch eval(): 7 subsets x batch 1, 7 and mixed presence: max |dlogit| "
                f"{p['max_abs_diff']:.2e} (rtol {p['rtol']}, atol {p['atol']}), top-1 identical: {p['top1_equal']}")
-    thresholds = ", ".join(f"{k} {v['threshold']:.3g}" for k, v in m["plausibility"]["ood"].items())
-    click.echo(f"OOD thresholds (from the {next(iter(m['plausibility']['ood'].values()), {}).get('split', '-')} rows): "
-               f"{thresholds or 'none'}")
+    thresholds = "; ".join(f"{k} {v['threshold']:.3g} ({v['rows']} {v['split']} rows)" if v["threshold"] is not None
+                           else f"{k} none ({v['note']})" for k, v in m["plausibility"]["ood"].items())
+    click.echo(f"OOD thresholds: {thresholds or 'none'}")
     if int8:
         q = m["int8"]
         click.echo(f"\n{'variant':<8}{'accuracy':>10}{'size MB':>10}{'p50 ms':>9}{'p90 ms':>9}")

@@ -28,6 +28,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,12 @@ from rfsense.deploy.plausibility import (
     OodFit,
     PlausibilityConfig,
     channel_features,
+    distribution_scores,
     fit_distribution,
     fit_ood,
+    loo_scores,
     ood_scores,
-    ood_threshold,
+    threshold_of,
 )
 from rfsense.deploy.session import make_session
 from rfsense.errors import ModelFileError
@@ -292,49 +295,92 @@ def _subset(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
 
 
-def _fit_plausibility(model: nn.Module, split: Any, rows: np.ndarray, cfg: PlausibilityConfig
-                      ) -> tuple[dict[str, OodFit], dict[str, Any]]:
-    """Per modality, on its usable training `rows`: the OOD fit and the distribution statistics."""
-    fits: dict[str, OodFit] = {}
-    dist: dict[str, Any] = {}
+@dataclass
+class _Fitted:
+    """One modality's plausibility fit on its training rows, before thresholds."""
+
+    ood: OodFit
+    loo: np.ndarray  # leave-one-out OOD scores of the training rows
+    center: np.ndarray | None = None  # distribution statistics (C, 2), None with too few rows
+    scale: np.ndarray | None = None
+    train_scores: np.ndarray | None = None  # distribution scores of the training rows
+    rows: int = 0
+
+
+def _read(split: Any, m: str, rows: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(rows), _CHUNK):
+        yield np.asarray(split.arrays[m][rows[start : start + _CHUNK]], dtype=np.float32)
+
+
+def _fit_plausibility(model: nn.Module, split: Any, rows: np.ndarray, cfg: PlausibilityConfig) -> dict[str, _Fitted]:
+    """Per modality, on its usable training `rows`: the OOD fit and its leave-one-out scores, and (with at least
+    cfg.min_rows rows) the distribution statistics and the rows' own distribution scores."""
+    out: dict[str, _Fitted] = {}
     for j, m in enumerate(MODALITIES):
         use = _subset(rows[split.usable[rows, j]], cfg.max_rows, seed=j)
+        if len(use) < 2:  # a data set without this sensor: an inert score, never checked (no threshold)
+            d = model.config.d
+            out[m] = _Fitted(OodFit(np.zeros((1, d)), np.eye(d), 0.0, 0), np.zeros(0))
+            continue
         zs, feats = [], []
-        for start in range(0, len(use), _CHUNK):
-            x = np.asarray(split.arrays[m][use[start : start + _CHUNK]], dtype=np.float32)
+        for x in _read(split, m, use):
             feats.append(channel_features(x))
             with torch.no_grad():
                 zs.append(model.encoders[m](torch.from_numpy(x))[1].double().numpy())
-        if len(use) < 2:  # a data set without this sensor: an inert score, never checked (no threshold)
-            d = model.config.d
-            fits[m] = OodFit(np.zeros((1, d)), np.eye(d), 0.0, 0)
-            continue
-        fits[m] = fit_ood(np.concatenate(zs), split.labels[use])
-        dist[m] = {**fit_distribution(np.concatenate(feats)), "rows": int(len(use))}
-    return fits, dist
+        z = np.concatenate(zs)
+        fit = fit_ood(z, split.labels[use])
+        out[m] = _Fitted(fit, loo_scores(z, split.labels[use], fit), rows=len(use))
+        if len(use) >= cfg.min_rows:
+            center, scale = fit_distribution(np.concatenate(feats))
+            out[m].center, out[m].scale = center, scale
+            out[m].train_scores = np.concatenate([distribution_scores(x, center, scale) for x in _read(split, m, use)])
+    return out
 
 
-def _set_thresholds(paths: dict[str, Path], split: Any, rows: np.ndarray, source: str, fits: dict[str, OodFit],
-                    cfg: PlausibilityConfig) -> dict[str, Any]:
-    """Each modality's OOD threshold from the scores the exported encoder itself gives on held-out rows."""
-    out: dict[str, Any] = {}
+def _threshold_entry(scores: np.ndarray, source: str, cfg: PlausibilityConfig) -> dict[str, Any]:
+    return {"threshold": threshold_of(scores, cfg), "rows": int(len(scores)), "split": source,
+            "score_median": float(np.median(scores)), "score_max": float(scores.max())}
+
+
+def _no_threshold(rows: int, cfg: PlausibilityConfig) -> dict[str, Any]:
+    return {"threshold": None, "rows": rows,
+            "note": f"no threshold: fewer than {cfg.min_rows} held-out or training rows; the check is off"}
+
+
+def _set_thresholds(paths: dict[str, Path], split: Any, rows: np.ndarray, fitted: dict[str, _Fitted],
+                    cfg: PlausibilityConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each modality's OOD and distribution thresholds, from the scores on the held-out `rows` (the OOD scores
+    the exported encoder itself gives), else from the training rows (OOD: leave-one-out), else none.
+
+    Returns the manifest's ``plausibility.ood`` and ``plausibility.distribution`` sections.
+    """
+    ood: dict[str, Any] = {}
+    dist: dict[str, Any] = {}
     for j, m in enumerate(MODALITIES):
-        if fits[m].n_rows == 0:
+        f = fitted[m]
+        if f.ood.n_rows == 0:
             continue
         use = _subset(rows[split.usable[rows, j]], cfg.max_rows, seed=10 + j)
-        if len(use) == 0:
+        held_out = len(use) >= cfg.min_rows
+        info = {"fit_rows": f.ood.n_rows, "classes": int(len(f.ood.means)), "shrinkage": f.ood.shrinkage}
+        if held_out:
+            sess = make_session(paths[m])
+            scores = np.concatenate([sess.run(["ood"], {m: x})[0] for x in _read(split, m, use)])
+            ood[m] = {**info, **_threshold_entry(scores, "validation", cfg)}
+        elif len(f.loo[np.isfinite(f.loo)]) >= cfg.min_rows:
+            ood[m] = {**info, **_threshold_entry(f.loo[np.isfinite(f.loo)], "train (leave-one-out)", cfg)}
+        else:
+            ood[m] = {**info, **_no_threshold(len(use), cfg)}
+        if f.center is None:
+            dist[m] = {"fit_rows": f.rows, **_no_threshold(len(use), cfg)}
             continue
-        sess = make_session(paths[m])
-        scores = np.concatenate([
-            sess.run(["ood"], {m: np.asarray(split.arrays[m][use[s : s + _CHUNK]], dtype=np.float32)})[0]
-            for s in range(0, len(use), _CHUNK)
-        ])
-        out[m] = {
-            "threshold": ood_threshold(scores, cfg), "rows": int(len(use)), "split": source,
-            "score_median": float(np.median(scores)), "score_max": float(scores.max()),
-            "fit_rows": fits[m].n_rows, "classes": int(len(fits[m].means)), "shrinkage": fits[m].shrinkage,
-        }
-    return out
+        stats = {"center": to_data(f.center), "scale": to_data(f.scale), "fit_rows": f.rows}
+        if held_out:
+            scores = np.concatenate([distribution_scores(x, f.center, f.scale) for x in _read(split, m, use)])
+            dist[m] = {**stats, **_threshold_entry(scores, "validation", cfg)}
+        else:
+            dist[m] = {**stats, **_threshold_entry(f.train_scores, "train", cfg)}  # type: ignore[arg-type]
+    return ood, dist
 
 
 # --------------------------------------------------------------------------------------- export
@@ -346,9 +392,9 @@ def export_model(model: nn.Module, out: str | os.PathLike[str], name: str, train
     """Write the graphs of `model` into OUT as export `name` and return the manifest's model part.
 
     `train` and `test` are packed splits (`rfsense.data.pack.PackedSplit`); the OOD fit and the distribution
-    statistics use `train_rows`, the thresholds `val_rows` (the training rows themselves when there are
-    none, which is noted in the manifest: in-sample scores make more false alarms). Nothing is written when
-    parity fails.
+    statistics use `train_rows`, the thresholds `val_rows` (leave-one-out scores of the training rows when
+    there are too few, none when both are too few: see `PlausibilityConfig.min_rows`; the manifest says
+    which). Nothing is written when parity fails.
 
     Raises:
         ModelFileError: the graphs disagree with PyTorch beyond rtol 1e-4 / atol 1e-5 (nothing was written).
@@ -360,11 +406,11 @@ def export_model(model: nn.Module, out: str | os.PathLike[str], name: str, train
     for final in finals.values():
         for stale in clean_stale_temporaries(out, final.name):
             _logger.info("removed %s, left by an interrupted export", stale)
-    fits, distribution = _fit_plausibility(model, train, train_rows, cfg)
-    source = "validation" if len(val_rows) else "train"
-    if not len(val_rows):
-        _logger.warning("no validation slice (train.val_fraction is 0): OOD thresholds are set on the training rows, "
-                        "whose in-sample scores are lower than new data's")
+    fitted = _fit_plausibility(model, train, train_rows, cfg)
+    fits = {m: f.ood for m, f in fitted.items()}
+    if len(val_rows) < cfg.min_rows:
+        _logger.warning("%d validation rows (fewer than %d): the plausibility thresholds come from the training rows "
+                        "where there are enough", len(val_rows), cfg.min_rows)
     _logger.info("exporting %s", ", ".join(str(p) for p in finals.values()))
     with contextlib.ExitStack() as stack:
         tmp = {p: stack.enter_context(locked_temporary(final)) for p, final in finals.items()}
@@ -376,7 +422,7 @@ def export_model(model: nn.Module, out: str | os.PathLike[str], name: str, train
                     f"atol {ATOL}), top-1 equal {bad['top1_equal']}" if bad else
                     f"the OOD score: max relative difference {parity.get('ood_max_rel_diff')}")
             raise ModelFileError(f"ONNX parity failed on {what}; nothing was written")
-        ood = _set_thresholds(tmp, train, val_rows if len(val_rows) else train_rows, source, fits, cfg)
+        ood, distribution = _set_thresholds(tmp, train, val_rows, fitted, cfg)
         for p in GRAPHS:
             os.chmod(tmp[p], 0o644)  # temporaries are made 0600; these are ordinary shareable files
             os.replace(tmp[p], finals[p])

@@ -6,15 +6,20 @@ run in the runtime after preprocessing; a stream that fails either becomes ``imp
 
 - distribution: per channel (WiFi link, RFID tag, mmWave frame) two features of the preprocessed stream,
   its level (mean) and its spread (log10 std over the rest of the sample), against robust statistics of the
-  training split (median, 1.4826 MAD). A channel is out when a feature lies more than ``channel_sigmas``
-  robust stds from the training median; the stream is implausible when more than ``max_out_fraction`` of
-  its non-flat channels are out (flat channels, e.g. a missing receiver, are the health check's business).
-  Catches wrong scales, white noise and streams of another sensor, whatever the model makes of them.
+  training split (median, 1.4826 MAD). A channel's distance is the larger of its two features' robust
+  z-scores; the stream's distribution score is the median over its non-flat channels (flat channels, e.g. a
+  missing receiver, are the health check's business; a few odd channels do not move a median, a stream
+  that is not this sensor's moves all of them). Catches wrong scales, white noise and streams of another
+  sensor, whatever the model makes of them.
 - out of distribution: the Mahalanobis distance of the modality's pooled embedding to the nearest class
   mean (class means and one shared covariance, Ledoit-Wolf shrunk, fitted on the training rows; Lee et al.
   2018), computed inside each ONNX encoder graph as its ``ood`` output so the runtime stays torch-free.
-  The threshold is the ``ood_quantile`` of the scores on the validation slice (the rows training held out),
-  times ``ood_margin``.
+
+Both scores get a threshold the same way: the ``quantile`` of the scores on the validation slice (the rows
+training held out), times ``margin``. Without enough held-out rows, the OOD threshold comes from leave-one-out
+scores of the training rows and the distribution threshold from the training rows (its median and MAD are
+robust to any one row); with too few of those as well there is no threshold (a handful of rows calibrates
+nothing) and no check, and the manifest says so.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rfsense.config import Fraction, PositiveFloat, PositiveInt, StrictBool, from_data, schema, to_data
+from rfsense.config import Fraction, PositiveFloat, PositiveInt, StrictBool, from_data, schema
 from rfsense.errors import ConfigError, ModelFileError
 from rfsense.modalities import MODALITIES, SHAPES
 
@@ -37,10 +42,12 @@ __all__ = [
     "PlausibilityConfig",
     "channel_features",
     "check_distribution",
+    "distribution_scores",
     "fit_distribution",
     "fit_ood",
+    "loo_scores",
     "ood_scores",
-    "ood_threshold",
+    "threshold_of",
     "read_plausibility",
 ]
 
@@ -57,22 +64,21 @@ _LEVEL_FLOOR, _SPREAD_FLOOR = 0.25, 0.05
 class PlausibilityConfig:
     """Settings of the plausibility checks after preprocessing; in the manifest (plausibility.config).
 
-    The runtime reads the switches and the distribution limits; the OOD quantile and margin set each
-    modality's threshold at export (the threshold itself is stored beside them).
+    The runtime reads the two switches; the rest sets the statistics and thresholds at export (stored
+    beside them in the manifest).
     """
 
-    distribution: StrictBool = True  # check per-channel statistics against the training split
+    distribution: StrictBool = True  # check the distribution score against its threshold
     ood: StrictBool = True  # check the out-of-distribution score against its threshold
-    # A channel is out of range beyond this many robust stds of the training split (per feature).
-    channel_sigmas: PositiveFloat = 8.0
-    # The stream is implausible when more than this fraction of its non-flat channels is out of range.
-    max_out_fraction: Fraction = 0.5
-    # The OOD threshold: this quantile of the validation slice's scores, times the margin (> 1 leaves room
-    # for the sampling error of a high quantile on a few hundred rows).
-    ood_quantile: Fraction = 0.995
-    ood_margin: PositiveFloat = 1.25
+    # Each threshold: this quantile of held-out in-distribution scores, times the margin (> 1 leaves room for
+    # the sampling error of a high quantile on a few hundred rows, and for data a little unlike the pack's).
+    quantile: Fraction = 0.995
+    margin: PositiveFloat = 1.25
     # Rows per modality the statistics are fitted on and thresholds set on (a seeded subset beyond it).
     max_rows: PositiveInt = 2048
+    # Fewer rows than this cannot calibrate a check: with fewer held-out rows the thresholds come from the
+    # training rows (leave-one-out for the OOD score); with fewer of those too, there is none.
+    min_rows: PositiveInt = 20
 
 
 # ------------------------------------------------------------------------------------ distribution
@@ -95,11 +101,11 @@ def channel_features(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         return np.stack([mean.astype(np.float64), np.log10(std.astype(np.float64))], axis=-1)
 
 
-def fit_distribution(features: npt.ArrayLike) -> dict[str, list[list[float]]]:
-    """Robust per-channel statistics of training features (N, C, 2) -> {"center", "scale"}, each (C, 2).
+def fit_distribution(features: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Robust per-channel statistics of training features (N, C, 2) -> (center, scale), each float64 (C, 2).
 
     Flat channels (std below 1e-6) are left out of the fit; a channel flat in every row gets center 0 and an
-    infinite scale (null in JSON): it is never judged.
+    infinite scale (null in the manifest's JSON): it is never judged.
     """
     f = np.array(features, dtype=np.float64)
     f[~(f[..., 1] >= math.log10(_FLAT))] = np.nan
@@ -111,37 +117,44 @@ def fit_distribution(features: npt.ArrayLike) -> dict[str, list[list[float]]]:
     scale[:, 1] = np.maximum(scale[:, 1], _SPREAD_FLOOR)
     never = np.isnan(center).any(axis=1)
     center[never], scale[never] = 0.0, np.inf
-    return {"center": to_data(center), "scale": to_data(scale)}
+    return center, scale
 
 
-def check_distribution(
-    modality: str, x: npt.ArrayLike, center: np.ndarray, scale: np.ndarray, cfg: PlausibilityConfig
-) -> tuple[npt.NDArray[np.bool_], list[str | None]]:
-    """The distribution check on a preprocessed batch (B, C, ...).
+def distribution_scores(x: npt.ArrayLike, center: np.ndarray, scale: np.ndarray) -> npt.NDArray[np.float64]:
+    """Distribution score of each sample of a preprocessed batch (B, C, ...): float64 (B,).
 
-    Args:
-        center, scale: float64 (C, 2) from `fit_distribution` (scale inf: channel never judged).
-
-    Returns:
-        (implausible bool (B,), reason per sample or None).
+    The median, over the sample's non-flat channels, of the larger robust z-score of the channel's level and
+    spread (`center`, `scale`: float64 (C, 2) from `fit_distribution`; channels with an infinite scale are
+    never judged). 0 when no channel is judged.
     """
     f = channel_features(x)  # (B, C, 2)
     live = np.isfinite(f[..., 1]) & (f[..., 1] >= math.log10(_FLAT)) & np.isfinite(scale[:, 0])
     with np.errstate(all="ignore"):
-        out = ((np.abs(f - center) / scale) > cfg.channel_sigmas).any(axis=-1) & live
-    n_live = live.sum(axis=1)
-    n_out = out.sum(axis=1)
-    frac = n_out / np.maximum(n_live, 1)
-    bad = frac > cfg.max_out_fraction
-    reasons: list[str | None] = [None] * len(bad)
+        z = np.where(live, (np.abs(f - center) / scale).max(axis=-1), np.nan)  # (B, C)
+    z[~np.isfinite(z) & live] = np.inf  # a feature overflowing to inf/NaN is as far as it gets
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all channels flat: an all-NaN row
+        score = np.nanmedian(z, axis=1)
+    return np.nan_to_num(score, nan=0.0)
+
+
+def check_distribution(
+    modality: str, x: npt.ArrayLike, center: np.ndarray, scale: np.ndarray, threshold: float
+) -> tuple[npt.NDArray[np.bool_], list[str | None], npt.NDArray[np.float64]]:
+    """The distribution check on a preprocessed batch (B, C, ...).
+
+    Returns:
+        (implausible bool (B,), reason per sample or None, scores float64 (B,)).
+    """
+    scores = distribution_scores(x, center, scale)
+    bad = ~(scores <= threshold)
     unit = {"mmwave": "frames", "wifi": "channels", "rfid": "tags"}[modality]
+    reasons: list[str | None] = [None] * len(bad)
     for i in np.flatnonzero(bad):
-        lv = np.abs(f[i, :, 0] - center[:, 0]) / scale[:, 0] > cfg.channel_sigmas
-        what = "level" if (lv & live[i]).sum() * 2 >= n_out[i] else "spread"
-        reasons[i] = (f"{modality}: {n_out[i]}/{n_live[i]} {unit} outside the training distribution (mostly their "
-                      f"{what}: more than {cfg.channel_sigmas:g} robust stds from the training split; limit "
-                      f"{100 * cfg.max_out_fraction:.0f}%): wrong scale, noise, or not this sensor")
-    return bad, reasons
+        reasons[i] = (f"{modality}: distribution score {scores[i]:.3g} above {threshold:.3g} (median robust distance "
+                      f"of its {unit}' level and spread to the training split's; threshold from held-out rows): "
+                      "wrong scale, noise, or not this sensor")
+    return bad, reasons, scores
 
 
 # ------------------------------------------------------------------------------------- OOD score
@@ -208,10 +221,28 @@ def ood_scores(z: npt.ArrayLike, fit: OodFit) -> npt.NDArray[np.float64]:
     return np.sqrt(d2.min(axis=1))
 
 
-def ood_threshold(scores: npt.ArrayLike, cfg: PlausibilityConfig) -> float:
+def loo_scores(z: npt.ArrayLike, labels: npt.ArrayLike, fit: OodFit) -> npt.NDArray[np.float64]:
+    """Leave-one-out scores of the rows `fit` was fitted on: each row's own class mean without the row.
+
+    Stand-in for held-out scores when there is no validation slice (in-sample distances are too small).
+    Without its own row a class mean of n rows moves to (n mu - z) / (n - 1), which scales the row's distance
+    to it by n / (n - 1); a class of one row leaves only the other classes (inf when there are none).
+    """
+    u = np.asarray(z, dtype=np.float64) @ fit.whiten
+    nu = fit.means @ fit.whiten
+    d2 = ((u[:, None, :] - nu[None]) ** 2).sum(axis=-1)  # (N, K), classes in np.unique order as in fit_ood
+    classes, own, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    assert len(classes) == len(nu), "labels must be the ones fit_ood saw"
+    n = counts[own].astype(np.float64)
+    rows = np.arange(len(u))
+    d2[rows, own] = np.where(n > 1, d2[rows, own] * (n / np.maximum(n - 1, 1)) ** 2, np.inf)
+    return np.sqrt(d2.min(axis=1))
+
+
+def threshold_of(scores: npt.ArrayLike, cfg: PlausibilityConfig) -> float:
     """The alarm threshold from held-out in-distribution scores: quantile times margin."""
     s = np.asarray(scores, dtype=np.float64)
-    return float(np.quantile(s, cfg.ood_quantile) * cfg.ood_margin)
+    return float(np.quantile(s, cfg.quantile) * cfg.margin)
 
 
 # ----------------------------------------------------------------------------- in the manifest
@@ -221,12 +252,12 @@ def ood_threshold(scores: npt.ArrayLike, cfg: PlausibilityConfig) -> float:
 class Plausibility:
     """The plausibility section of an rfsense-onnx/2 manifest, parsed for the runtime.
 
-    config: the settings (switches may be changed before predict()); distribution[m]: (center, scale) float64
-    (C, 2) or absent; ood_threshold[m]: float or absent (a modality training had no usable rows of).
+    config: the settings (switches may be changed before predict()); distribution[m]: (center, scale float64
+    (C, 2), threshold) or absent; ood_threshold[m]: float or absent (too few rows to set one at export).
     """
 
     config: PlausibilityConfig
-    distribution: dict[str, tuple[np.ndarray, np.ndarray]]
+    distribution: dict[str, tuple[np.ndarray, np.ndarray, float]]
     ood_threshold: dict[str, float]
 
 
@@ -246,10 +277,13 @@ def read_plausibility(section: Any, where: str) -> Plausibility:
         cfg = from_data(PlausibilityConfig, section.get("config", {}), "plausibility.config")
     except ConfigError as err:
         raise ModelFileError(f"manifest {where}: {err}") from None
-    dist: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    dist: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     for m, entry in (section.get("distribution") or {}).items():
         if m not in MODALITIES or not isinstance(entry, dict):
             raise bad(f"distribution.{m}: expected one object per modality ({', '.join(MODALITIES)})")
+        t = _threshold(entry, f"distribution.{m}", bad)
+        if t is None:
+            continue  # too few rows to set one at export: no distribution check for this modality
         try:
             arrs = [np.array([[np.inf if v is None else v for v in row] for row in entry[k]], dtype=np.float64)
                     for k in ("center", "scale")]
@@ -258,11 +292,21 @@ def read_plausibility(section: Any, where: str) -> Plausibility:
         want = (SHAPES[m][0], 2)
         if any(a.shape != want for a in arrs):
             raise bad(f"distribution.{m}: center/scale have shapes {[a.shape for a in arrs]}; expected {want}")
-        dist[m] = (np.nan_to_num(arrs[0], posinf=0.0), arrs[1])
+        dist[m] = (np.nan_to_num(arrs[0], posinf=0.0), arrs[1], t)
     thresholds: dict[str, float] = {}
     for m, entry in (section.get("ood") or {}).items():
-        t = entry.get("threshold") if isinstance(entry, dict) else None
-        if m not in MODALITIES or not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
-            raise bad(f"ood.{m}.threshold must be a positive number; got {t!r}")
-        thresholds[m] = float(t)
+        if m not in MODALITIES or not isinstance(entry, dict):
+            raise bad(f"ood.{m}: expected one object per modality ({', '.join(MODALITIES)})")
+        t = _threshold(entry, f"ood.{m}", bad)
+        if t is not None:
+            thresholds[m] = t
     return Plausibility(cfg, dist, thresholds)
+
+
+def _threshold(entry: dict[str, Any], where: str, bad: Any) -> float | None:
+    t = entry.get("threshold")
+    if t is None:
+        return None
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
+        raise bad(f"{where}.threshold must be a positive number or null; got {t!r}")
+    return float(t)

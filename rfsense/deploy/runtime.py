@@ -195,6 +195,11 @@ class Runtime:
         _logger.info("loaded %s (%s, %d graph(s)) on %s", self.model_path, self.format, len(self.sessions),
                      ", ".join(self.providers))
 
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:  # its idle threads would otherwise live until the interpreter exits
+            pool.shutdown(wait=False)
+
     def _verified_bytes(self, path: Path, expected: str) -> bytes:
         if not path.is_file():
             raise ModelFileError(f"model file {path} not found; its manifest {self.manifest_path} lists it: "
@@ -283,7 +288,7 @@ class Runtime:
         """Checks of preprocessed rows (n, *input_shape): per row None (fine) or the Verdict that masks it.
 
         "failed" when preprocessing gave non-finite values (absurd input beyond float32), "implausible" when the
-        per-channel statistics are out of the training distribution (rfsense-onnx/2, plausibility.config.distribution).
+        distribution score is above its threshold (rfsense-onnx/2, `rfsense.deploy.plausibility`).
         """
         n = len(feeds)
         out: list[Verdict | None] = [None] * n
@@ -293,8 +298,7 @@ class Runtime:
         stats = self.plausibility.distribution.get(modality) if self.plausibility else None
         if stats is not None and self.plausibility.config.distribution and finite.any():  # type: ignore[union-attr]
             rows = np.flatnonzero(finite)
-            bad, why = check_distribution(modality, feeds if rows.size == n else feeds[rows], *stats,
-                                          self.plausibility.config)  # type: ignore[union-attr]
+            bad, why, _ = check_distribution(modality, feeds if rows.size == n else feeds[rows], *stats)
             for k in np.flatnonzero(bad):
                 out[rows[k]] = Verdict(modality, "implausible", [why[k]])  # type: ignore[list-item]
         return out

@@ -6,8 +6,10 @@ CUDA is asked for only when a device is really there, and what the session got i
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import glob
+import io
 import logging
 import os
 import sys
@@ -54,6 +56,20 @@ def cuda_device_usable() -> tuple[bool, str]:
     return True, ""
 
 
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA pip wheels (``pip install 'onnxruntime-gpu[cuda,cudnn]'``) when they
+    are installed: onnxruntime does not search there on its own (importing a matching torch first has the same
+    effect). Best effort and quiet (it prints its own warnings): what the session really got is checked after."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is None:
+        return
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            preload()
+    except Exception as err:  # a failed preload only means the default library search applies
+        _logger.debug("onnxruntime.preload_dlls() failed: %s", err)
+
+
 def make_session(
     model: bytes | str | os.PathLike[str], *, providers: str = "cpu", threads: int | None = None,
     name: str = "", graph_optimization: bool = True,
@@ -94,6 +110,7 @@ def make_session(
             return ort.InferenceSession(source, opts, providers=[_CPU])
         # A failed CUDA provider load logs errors through the default logger and then silently falls
         # back to CPU; silence it for this one attempt and check what the session really got.
+        _preload_cuda_libraries()
         ort.set_default_logger_severity(4)
         try:
             session = ort.InferenceSession(source, opts, providers=[_CUDA, _CPU])

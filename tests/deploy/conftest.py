@@ -34,7 +34,13 @@ from rfsense.data.classes import CLASS_NAMES
 from rfsense.data.preprocess import PreprocessConfig, preprocess
 from rfsense.data.quality import QualityConfig
 from rfsense.deploy.manifest import FORMAT, FORMAT_V1, graph_file, input_specs, token_specs, write_manifest
-from rfsense.deploy.plausibility import PlausibilityConfig, channel_features, fit_distribution
+from rfsense.deploy.plausibility import (
+    PlausibilityConfig,
+    channel_features,
+    distribution_scores,
+    fit_distribution,
+    threshold_of,
+)
 from rfsense.modalities import MODALITIES, N_CLASSES, SHAPES
 
 # Deterministic weights: smooth, distinct patterns per row; presence rows push classes 10, 20, 30 up so
@@ -152,9 +158,16 @@ def build_toy_fusion() -> onnx.ModelProto:
 
 @functools.lru_cache(maxsize=1)
 def toy_distribution() -> dict[str, Any]:
-    """Distribution statistics of the preprocessed `make_streams` samples (what export fits on a pack)."""
-    raw = make_streams(12, seed=100)
-    return {m: {**fit_distribution(channel_features(preprocess(m, raw[m]))), "rows": 12} for m in MODALITIES}
+    """Distribution statistics of preprocessed `make_streams` samples and thresholds from 24 others (what export
+    fits on a pack's training rows and sets on its validation slice)."""
+    fit, held_out = make_streams(12, seed=100), make_streams(24, seed=200)
+    out = {}
+    for m in MODALITIES:
+        center, scale = fit_distribution(channel_features(preprocess(m, fit[m])))
+        scores = distribution_scores(preprocess(m, held_out[m]), center, scale)
+        out[m] = {"center": to_data(center), "scale": to_data(scale), "fit_rows": 12,
+                  "threshold": threshold_of(scores, PlausibilityConfig()), "rows": 24, "split": "validation"}
+    return out
 
 
 @dataclass

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from rfsense.cli import main
 from rfsense.deploy.export import export_run
+from rfsense.deploy.plausibility import PlausibilityConfig
 from rfsense.deploy.runtime import Runtime
 from rfsense.errors import ModelFileError
 from rfsense.modalities import SUBSETS
@@ -51,7 +52,8 @@ def exported(trained_run, tmp_path_factory):
     cfg["train"]["val_fraction"] = 0.25  # the rows fit() would hold out with this fraction and seed
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = tmp_path_factory.mktemp("export")
-    manifest = export_run(run, out=out, int8=True)
+    # 8 validation rows per modality: enough for this test (the default asks for 20 to calibrate a threshold)
+    manifest = export_run(run, out=out, int8=True, plausibility=PlausibilityConfig(min_rows=8))
     return out, manifest
 
 
@@ -91,7 +93,7 @@ def test_graph_inputs_and_outputs(exported):
 
 def test_ood_thresholds_are_set_on_the_validation_slice(exported, trained_run):
     """The thresholds come from the exported encoders' own scores on the rows fit() holds out (val_fraction 0.25)."""
-    from rfsense.deploy.plausibility import PlausibilityConfig
+    from rfsense.deploy.plausibility import distribution_scores
     from rfsense.train.loop import _split_rows
     from rfsense.train.rundir import load_run_config, open_run_pack
 
@@ -99,17 +101,21 @@ def test_ood_thresholds_are_set_on_the_validation_slice(exported, trained_run):
     cfg = load_run_config(trained_run)
     train = open_run_pack(cfg).split("train")
     _, val_rows = _split_rows(train.usable.any(axis=1), len(train), 0.25, cfg.train.seed)
-    pc = PlausibilityConfig()
+    pc = PlausibilityConfig(min_rows=8)
     rt = Runtime(out / "rfsense.onnx", providers="cpu")
     for j, mod in enumerate(("mmwave", "wifi", "rfid")):
         entry = m["plausibility"]["ood"][mod]
         rows = val_rows[train.usable[val_rows, j]]
         assert entry["split"] == "validation" and entry["rows"] == len(rows) > 0
-        scores = rt.encode(mod, np.asarray(train.arrays[mod][rows], dtype=np.float32))[1]
-        assert entry["threshold"] == pytest.approx(np.quantile(scores, pc.ood_quantile) * pc.ood_margin, rel=1e-5)
+        x = np.asarray(train.arrays[mod][rows], dtype=np.float32)
+        scores = rt.encode(mod, x)[1]
+        assert entry["threshold"] == pytest.approx(np.quantile(scores, pc.quantile) * pc.margin, rel=1e-5)
         assert rt.plausibility.ood_threshold[mod] == entry["threshold"]
         dist = m["plausibility"]["distribution"][mod]
-        assert np.array(dist["center"]).shape == (train.arrays[mod].shape[1], 2) and dist["rows"] > 0
+        assert np.array(dist["center"]).shape == (train.arrays[mod].shape[1], 2) and dist["fit_rows"] > 0
+        center, scale, threshold = rt.plausibility.distribution[mod]
+        assert dist["split"] == "validation" and threshold == dist["threshold"] == pytest.approx(
+            np.quantile(distribution_scores(x, center, scale), pc.quantile) * pc.margin, rel=1e-9)
 
 
 def test_int8_reported_beside_fp32(exported):
@@ -193,5 +199,28 @@ def test_dagr_leaves_no_trace(trained_run, synth_root, tmp_path):
     total = sum(p.numel() for p in model.parameters())
     d = model.config.d
     ood = sum(d * d + a["plausibility"]["ood"][mod]["classes"] * d for mod in ("mmwave", "wifi", "rfid"))
-    assert a["plausibility"]["ood"]["wifi"]["split"] == "train"  # val_fraction 0: no validation slice, noted
+    # val_fraction 0: no validation slice; 32 training rows give leave-one-out scores, and the manifest says so
+    assert a["plausibility"]["ood"]["wifi"]["split"] == "train (leave-one-out)"
     assert total - heads + ood <= pa["n_params"] < total - heads + ood + 1000, (pa["n_params"], total, heads, ood)
+
+
+def test_too_few_rows_give_leave_one_out_thresholds_or_none():
+    """A handful of rows calibrates nothing: below min_rows held-out rows the thresholds come from the training
+    rows (leave-one-out OOD scores), and below min_rows of those too there is none (the check is off, noted)."""
+    from types import SimpleNamespace
+
+    from rfsense.deploy.export import _Fitted, _set_thresholds
+    from rfsense.deploy.plausibility import OodFit
+
+    split = SimpleNamespace(usable=np.ones((40, 3), bool))
+    mods = ("mmwave", "wifi", "rfid")
+    few = {m: _Fitted(OodFit(np.zeros((2, 4)), np.eye(4), 0.1, 6), np.arange(6.0), rows=6) for m in mods}
+    ood, dist = _set_thresholds({}, split, np.arange(5), few, PlausibilityConfig())
+    assert all(v["threshold"] is None and "fewer than 20" in v["note"] for v in (*ood.values(), *dist.values()))
+    enough = {m: _Fitted(OodFit(np.zeros((2, 4)), np.eye(4), 0.1, 30), np.arange(30.0), center=np.zeros((3, 2)),
+                         scale=np.ones((3, 2)), train_scores=np.linspace(0, 2, 30), rows=30) for m in mods}
+    ood, dist = _set_thresholds({}, split, np.arange(5), enough, PlausibilityConfig())
+    assert ood["wifi"]["split"] == "train (leave-one-out)" and ood["wifi"]["rows"] == 30
+    assert ood["wifi"]["threshold"] == pytest.approx(np.quantile(np.arange(30.0), 0.995) * 1.25)
+    assert dist["rfid"]["split"] == "train" and dist["rfid"]["threshold"] == pytest.approx(
+        np.quantile(np.linspace(0, 2, 30), 0.995) * 1.25)
