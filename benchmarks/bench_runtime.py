@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_runtime.py                        # 2 threads, CPU
     .venv/bin/python benchmarks/bench_runtime.py --profile              # + where Runtime.predict spends its time
     .venv/bin/python benchmarks/bench_runtime.py --providers cuda       # the CUDA execution provider (on a GPU)
+    .venv/bin/python benchmarks/bench_runtime.py --before 5ed2982       # + the runtime of that commit, same inputs
     .venv/bin/python benchmarks/bench_runtime.py --results              # + its section of benchmarks/RESULTS.md
 
 An edge model (random weights, the pack's normalisation statistics; timing only) is exported twice: as the
@@ -14,6 +15,8 @@ hits all alike (p50 over --repeats):
 - `onnx all-sensor graph`: the reference, one session.run of the single graph on preprocessed inputs;
 - `runtime predict`: `Runtime.predict` on raw streams (health, plausibility, preprocessing, ONNX, softmax);
 - `checks + preprocessing`: `check`, `prepare`, `screen` alone; `runtime model`: `Runtime.logits` alone;
+- `sessions spinning`: the runtime with onnxruntime's default of intra-op threads spinning between runs (the
+  runtime turns it off: the spinning threads take the cores its numpy work needs);
 - `... wifi only`: the same with only the WiFi stream (the mmWave and RFID encoders are not run);
 - `pytorch eager`: the model's forward on the same inputs (torch threads = --threads).
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
@@ -59,6 +63,78 @@ def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def ort_options(path: Path, feeds: dict[str, np.ndarray], threads: int, repeats: int) -> dict[str, float]:
+    """p50 ms of the all-sensor graph at batch 1 under onnxruntime's graph optimisation levels, thread counts and
+    thread spinning (interleaved); the runtime keeps onnxruntime's defaults (all optimisations, spinning on)."""
+    import onnxruntime as ort
+
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    sessions = {}
+    for name, level in levels.items():
+        for th in sorted({1, threads}):
+            for spin in (True, False):
+                o = ort.SessionOptions()
+                o.graph_optimization_level, o.intra_op_num_threads = level, th
+                o.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+                key = f"{name}, {th} thread{'s' if th > 1 else ''}, spinning {'on' if spin else 'off'}"
+                sessions[key] = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for sess in sessions.values():
+        sess.run(["logits"], feeds)
+    for _ in range(repeats):
+        for k, sess in sessions.items():
+            times[k].append(_timed(lambda sess=sess: sess.run(["logits"], feeds)))
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+_BEFORE = """
+import hashlib, json, statistics, sys, time
+import numpy as np
+from rfsense.deploy import Runtime
+from rfsense.deploy.session import make_session
+d, reps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+x1 = dict(np.load(d + "/raw1.npz"))
+feeds = dict(np.load(d + "/feeds1.npz"))
+rt = Runtime(d + "/single.onnx", providers="cpu", threads=threads)
+ref = make_session(d + "/single.onnx", providers="cpu", threads=threads)
+fns = {"onnx": lambda: ref.run(["logits"], feeds), "predict": lambda: rt.predict(x1)}
+t = {k: [] for k in fns}
+for f in fns.values():
+    f()
+for _ in range(reps):
+    for k, f in fns.items():
+        a = time.perf_counter(); f(); t[k].append(time.perf_counter() - a)
+print(json.dumps({k: [1e3 * statistics.median(v), 1e3 * min(v)] for k, v in t.items()}))
+"""
+
+
+def before(rev: str, folder: Path, manifest: dict, raw1: dict, feeds1: dict, threads: int, repeats: int) -> dict:
+    """The runtime of an earlier commit (one graph, rfsense-onnx/1) against the same bare graph, in a subprocess
+    that imports that commit's rfsense (git archive): its p50 and min of predict and of the bare call, in ms."""
+    import hashlib
+    import os
+    import subprocess
+
+    src = folder / f"rfsense-{rev}"
+    src.mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", rev, "rfsense"], cwd=repo, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    single = folder / "single.onnx"
+    v1 = {k: manifest[k] for k in ("inputs", "modalities", "class_names", "preprocessing", "health")}
+    v1.update(format="rfsense-onnx/1", model_file=single.name, sha256=hashlib.sha256(single.read_bytes()).hexdigest(),
+              outputs={"logits": manifest["outputs"]["logits"]})
+    (folder / "single.json").write_text(json.dumps(v1))
+    np.savez(folder / "raw1.npz", **raw1)
+    np.savez(folder / "feeds1.npz", **feeds1)
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run([sys.executable, "-c", _BEFORE, str(folder), str(repeats), str(threads)], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def model_gflop(model) -> dict[str, float]:
@@ -98,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="synthetic data and pack (kept between runs)")
     ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of predict at B=1 and B=32")
     ap.add_argument("--sequential", action="store_true", help="Runtime(parallel=False): streams one after another")
+    ap.add_argument("--before", metavar="REV", default=None,
+                    help="also time the runtime of git revision REV (one graph) against the same bare graph")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--results", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -116,7 +194,17 @@ def main(argv: list[str] | None = None) -> dict:
     model, path = export_untrained(data, tmp / "export")
     export_single_graph(model, tmp / "single.onnx")
     rt = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
-    ref = make_session(tmp / "single.onnx", providers=args.providers, threads=args.threads)
+    # The reference is today's call: onnxruntime's default session options (its threads spin between runs).
+    ref = make_session(tmp / "single.onnx", providers=args.providers, threads=args.threads, spinning=True)
+    # The runtime with spinning sessions, as before this change, to show what turning spinning off is worth.
+    import rfsense.deploy.runtime as runtime_module
+
+    plain = runtime_module.make_session
+    runtime_module.make_session = functools.partial(plain, spinning=True)
+    try:
+        rt_spin = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
+    finally:
+        runtime_module.make_session = plain
     device = f"{', '.join(rt.providers)}"
     if "CUDAExecutionProvider" in rt.providers:
         device += f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else " (GPU)"
@@ -148,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows_b1 = {
         "onnx all-sensor graph": lambda: ref.run(["logits"], {**feeds1, "present": all1}),
         "runtime predict": lambda: rt.predict(x1),
+        "runtime predict, sessions spinning": lambda: rt_spin.predict(x1),
         "checks + preprocessing": lambda: checks(x1),
         "runtime model": lambda: rt.logits(feeds1, all1),
         "runtime predict, wifi only": lambda: rt.predict({"wifi": x1["wifi"]}),
@@ -206,7 +295,18 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     headline = (f"runtime B=1 {ratio_rt:.2f}x the bare all-sensor ONNX call (min {ratio_rt_min:.2f}x; goal <= 1.5x); "
                 f"WiFi-only model {ratio_wifi:.2f}x all-sensor (min {ratio_wifi_min:.2f}x; goal <= 0.35x)")
+    options = ort_options(tmp / "single.onnx", {**feeds1, "present": all1}, args.threads, max(10, args.repeats // 2))
+    if args.before:
+        old = before(args.before, tmp, rt.manifest, x1, {**feeds1, "present": all1}, args.threads, args.repeats)
+        ratio_old = old["predict"][0] / old["onnx"][0]
+        notes.append(f"before: the runtime at {args.before} (one graph, former checks and kernels), same inputs, "
+                     f"separate process: predict {old['predict'][0]:.2f} ms p50 (min {old['predict'][1]:.2f}) = "
+                     f"{ratio_old:.2f}x its bare call {old['onnx'][0]:.2f} ms (min ratio "
+                     f"{old['predict'][1] / old['onnx'][1]:.2f}x); now {ratio_rt:.2f}x (min {ratio_rt_min:.2f}x)")
+    opt_table = ["| onnxruntime session options (all-sensor graph, batch 1) | p50 ms |", "|---|---:|"]
+    opt_table += [f"| {k} | {v:.2f} |" for k, v in options.items()]
     print("\n".join(table))
+    print("\n".join(opt_table))
     print("\n".join(notes))
     profiles = ""
     if args.profile:
@@ -215,7 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(profiles)
     result = {"p50_ms": {f"b{b} {n}": v for (b, n), v in p50.items()},
               "min_ms": {f"b{b} {n}": v for (b, n), v in best.items()}, "load_average": load,
-              "gflop": gflop, "matmul_peak_gflops": peak,
+              "gflop": gflop, "matmul_peak_gflops": peak, "ort_options_p50_ms": options,
+              "before": old if args.before else None,
               "ratios": {"runtime_b1": ratio_rt, "runtime_b32": ratio_rt32, "wifi_model": ratio_wifi,
                          "wifi_end_to_end": ratio_wifi_e2e, "overhead_b1": overhead}, "device": device,
               "headline": headline}
@@ -223,8 +324,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if args.results:
-        body = (f"## Deployed runtime\n\n`python benchmarks/bench_runtime.py --results`\n\n{machine_line()}\n\n"
-                + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + f"\n\nheadline: {headline}\n")
+        body = (f"## Deployed runtime\n\n`python benchmarks/bench_runtime.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n\n{machine_line()}\n\n"
+                + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n" + "\n".join(opt_table)
+                + f"\n\nheadline: {headline}\n")
         write_section("runtime", body)
     print(headline)
     return result

@@ -61,6 +61,7 @@ from rfsense.deploy.plausibility import (
     fit_ood,
     loo_scores,
     ood_scores,
+    scores_of_features,
     threshold_of,
 )
 from rfsense.deploy.session import make_session
@@ -301,7 +302,7 @@ class _Fitted:
 
     ood: OodFit
     loo: np.ndarray  # leave-one-out OOD scores of the training rows
-    center: np.ndarray | None = None  # distribution statistics (C, 2), None with too few rows
+    center: np.ndarray | None = None  # distribution statistics (C, 3), None with too few rows
     scale: np.ndarray | None = None
     train_scores: np.ndarray | None = None  # distribution scores of the training rows
     rows: int = 0
@@ -331,9 +332,9 @@ def _fit_plausibility(model: nn.Module, split: Any, rows: np.ndarray, cfg: Plaus
         fit = fit_ood(z, split.labels[use])
         out[m] = _Fitted(fit, loo_scores(z, split.labels[use], fit), rows=len(use))
         if len(use) >= cfg.min_rows:
-            center, scale = fit_distribution(np.concatenate(feats))
-            out[m].center, out[m].scale = center, scale
-            out[m].train_scores = np.concatenate([distribution_scores(x, center, scale) for x in _read(split, m, use)])
+            features = np.concatenate(feats)
+            out[m].center, out[m].scale = fit_distribution(features)
+            out[m].train_scores = scores_of_features(features, out[m].center, out[m].scale)
     return out
 
 
@@ -349,8 +350,9 @@ def _no_threshold(rows: int, cfg: PlausibilityConfig) -> dict[str, Any]:
 
 def _set_thresholds(paths: dict[str, Path], split: Any, rows: np.ndarray, fitted: dict[str, _Fitted],
                     cfg: PlausibilityConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each modality's OOD and distribution thresholds, from the scores on the held-out `rows` (the OOD scores
-    the exported encoder itself gives), else from the training rows (OOD: leave-one-out), else none.
+    """Each modality's OOD and distribution thresholds. OOD: from the scores the exported encoder itself gives on
+    the held-out `rows`, else leave-one-out scores of the training rows, else none. Distribution: from the
+    training rows and the held-out ones.
 
     Returns the manifest's ``plausibility.ood`` and ``plausibility.distribution`` sections.
     """
@@ -375,11 +377,13 @@ def _set_thresholds(paths: dict[str, Path], split: Any, rows: np.ndarray, fitted
             dist[m] = {"fit_rows": f.rows, **_no_threshold(len(use), cfg)}
             continue
         stats = {"center": to_data(f.center), "scale": to_data(f.scale), "fit_rows": f.rows}
+        # The training rows count too: median and MAD hardly depend on any one row, so their scores are as good
+        # as held-out ones, and more rows estimate a high quantile better.
+        scores, source = f.train_scores, "train"
         if held_out:
-            scores = np.concatenate([distribution_scores(x, f.center, f.scale) for x in _read(split, m, use)])
-            dist[m] = {**stats, **_threshold_entry(scores, "validation", cfg)}
-        else:
-            dist[m] = {**stats, **_threshold_entry(f.train_scores, "train", cfg)}  # type: ignore[arg-type]
+            val = np.concatenate([distribution_scores(x, f.center, f.scale) for x in _read(split, m, use)])
+            scores, source = np.concatenate([scores, val]), "train + validation"  # type: ignore[list-item]
+        dist[m] = {**stats, **_threshold_entry(scores, source, cfg)}  # type: ignore[arg-type]
     return ood, dist
 
 

@@ -4,10 +4,10 @@ The physical checks on raw values are part of the quality rule (`rfsense.data.qu
 come from the pack's training split, are fitted at export and stored in the manifest (rfsense-onnx/2), and
 run in the runtime after preprocessing; a stream that fails either becomes ``implausible`` (masked):
 
-- distribution: per channel (WiFi link, RFID tag, mmWave frame) two features of the preprocessed stream,
-  its level (mean) and its spread (log10 std over the rest of the sample), against robust statistics of the
-  training split (median, 1.4826 MAD). A channel's distance is the larger of its two features' robust
-  z-scores; the stream's distribution score is the median over its non-flat channels (flat channels, e.g. a
+- distribution: per channel (WiFi link, RFID tag, mmWave frame) three features of the preprocessed stream,
+  its level (mean), spread (log10 std over the rest of the sample) and roughness (log10 mean step along time,
+  or Doppler for mmWave, over the std), against robust statistics of the training split (median, 1.4826
+  MAD). A channel's distance is the largest of its features' robust z-scores; the stream's distribution score is the median over its non-flat channels (flat channels, e.g. a
   missing receiver, are the health check's business; a few odd channels do not move a median, a stream
   that is not this sensor's moves all of them). Catches wrong scales, white noise and streams of another
   sensor, whatever the model makes of them.
@@ -38,6 +38,7 @@ from rfsense.modalities import MODALITIES, SHAPES
 
 __all__ = [
     "OodFit",
+    "FEATURES",
     "Plausibility",
     "PlausibilityConfig",
     "channel_features",
@@ -46,6 +47,7 @@ __all__ = [
     "fit_distribution",
     "fit_ood",
     "loo_scores",
+    "scores_of_features",
     "ood_scores",
     "threshold_of",
     "read_plausibility",
@@ -56,7 +58,7 @@ _MAD_TO_SIGMA = 1.4826
 _FLAT = 1e-6
 # Floors of the robust scales, so a feature that hardly varies over the training split (e.g. RFID levels,
 # which offset removal pins near 0) does not turn every small difference into an alarm: levels in units of
-# the channel's typical std, spreads in log10 units (0.05 = 12 %).
+# the channel's typical std, spread and roughness in log10 units (0.05 = 12 %).
 _LEVEL_FLOOR, _SPREAD_FLOOR = 0.25, 0.05
 
 
@@ -84,25 +86,33 @@ class PlausibilityConfig:
 # ------------------------------------------------------------------------------------ distribution
 
 
+FEATURES = ("level", "spread", "roughness")
+
+
 def channel_features(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Per-channel (axis 1) level and spread of a preprocessed batch.
+    """Per-channel (axis 1) level, spread and roughness of a preprocessed batch.
 
     Args:
         x: (B, C, ...) float array (preprocessed: wifi (B, 270, 1000), rfid (B, 23, 148), mmwave (B, 17, 256, 128)).
 
     Returns:
-        float64 (B, C, 2): mean and log10(std) over the channel's other axes (-inf for a flat channel).
+        float64 (B, C, 3): the mean and the log10 std over the channel's other axes (-inf for a flat channel), and
+        the log10 of the mean absolute step along the last axis (time; Doppler for mmWave) over that std. Sensor
+        data is smooth at its sampling rate (motion, blobs in a heatmap), so noise stands out in the last one
+        even when its level and spread match.
     """
     x = np.asarray(x)
-    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    b, c = x.shape[:2]
+    flat = x.reshape(b, c, -1)
     with np.errstate(all="ignore"):
-        mean = flat.mean(axis=-1)
-        std = flat.std(axis=-1)
-        return np.stack([mean.astype(np.float64), np.log10(std.astype(np.float64))], axis=-1)
+        mean = flat.mean(axis=-1).astype(np.float64)
+        std = flat.std(axis=-1).astype(np.float64)
+        steps = np.abs(np.diff(x, axis=-1)).reshape(b, c, -1).mean(axis=-1).astype(np.float64)
+        return np.stack([mean, np.log10(std), np.log10(steps / std)], axis=-1)
 
 
 def fit_distribution(features: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Robust per-channel statistics of training features (N, C, 2) -> (center, scale), each float64 (C, 2).
+    """Robust per-channel statistics of training features (N, C, F) -> (center, scale), each float64 (C, F).
 
     Flat channels (std below 1e-6) are left out of the fit; a channel flat in every row gets center 0 and an
     infinite scale (null in the manifest's JSON): it is never judged.
@@ -111,10 +121,10 @@ def fit_distribution(features: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], 
     f[~(f[..., 1] >= math.log10(_FLAT))] = np.nan
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: channels flat in every training row
-        center = np.nanmedian(f, axis=0)  # (C, 2)
+        center = np.nanmedian(f, axis=0)  # (C, F)
         scale = _MAD_TO_SIGMA * np.nanmedian(np.abs(f - center), axis=0)
     scale[:, 0] = np.maximum(scale[:, 0], _LEVEL_FLOOR * 10.0 ** center[:, 1])
-    scale[:, 1] = np.maximum(scale[:, 1], _SPREAD_FLOOR)
+    scale[:, 1:] = np.maximum(scale[:, 1:], _SPREAD_FLOOR)
     never = np.isnan(center).any(axis=1)
     center[never], scale[never] = 0.0, np.inf
     return center, scale
@@ -123,11 +133,15 @@ def fit_distribution(features: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], 
 def distribution_scores(x: npt.ArrayLike, center: np.ndarray, scale: np.ndarray) -> npt.NDArray[np.float64]:
     """Distribution score of each sample of a preprocessed batch (B, C, ...): float64 (B,).
 
-    The median, over the sample's non-flat channels, of the larger robust z-score of the channel's level and
-    spread (`center`, `scale`: float64 (C, 2) from `fit_distribution`; channels with an infinite scale are
-    never judged). 0 when no channel is judged.
+    The median, over the sample's non-flat channels, of the largest robust z-score of the channel's features
+    (`center`, `scale`: float64 (C, 3) from `fit_distribution`; channels with an infinite scale are never
+    judged). 0 when no channel is judged.
     """
-    f = channel_features(x)  # (B, C, 2)
+    return scores_of_features(channel_features(x), center, scale)
+
+
+def scores_of_features(f: np.ndarray, center: np.ndarray, scale: np.ndarray) -> npt.NDArray[np.float64]:
+    """`distribution_scores` from `channel_features` already computed: (B, C, 3) -> (B,)."""
     live = np.isfinite(f[..., 1]) & (f[..., 1] >= math.log10(_FLAT)) & np.isfinite(scale[:, 0])
     with np.errstate(all="ignore"):
         z = np.where(live, (np.abs(f - center) / scale).max(axis=-1), np.nan)  # (B, C)
@@ -152,8 +166,8 @@ def check_distribution(
     reasons: list[str | None] = [None] * len(bad)
     for i in np.flatnonzero(bad):
         reasons[i] = (f"{modality}: distribution score {scores[i]:.3g} above {threshold:.3g} (median robust distance "
-                      f"of its {unit}' level and spread to the training split's; threshold from held-out rows): "
-                      "wrong scale, noise, or not this sensor")
+                      f"of its {unit}' level, spread and roughness to the training split's): wrong scale, noise, or "
+                      "not this sensor")
     return bad, reasons, scores
 
 
@@ -253,7 +267,7 @@ class Plausibility:
     """The plausibility section of an rfsense-onnx/2 manifest, parsed for the runtime.
 
     config: the settings (switches may be changed before predict()); distribution[m]: (center, scale float64
-    (C, 2), threshold) or absent; ood_threshold[m]: float or absent (too few rows to set one at export).
+    (C, 3), threshold) or absent; ood_threshold[m]: float or absent (too few rows to set one at export).
     """
 
     config: PlausibilityConfig
@@ -288,8 +302,8 @@ def read_plausibility(section: Any, where: str) -> Plausibility:
             arrs = [np.array([[np.inf if v is None else v for v in row] for row in entry[k]], dtype=np.float64)
                     for k in ("center", "scale")]
         except (KeyError, TypeError, ValueError):
-            raise bad(f"distribution.{m}: expected center and scale, lists of [level, spread] pairs") from None
-        want = (SHAPES[m][0], 2)
+            raise bad(f"distribution.{m}: expected center and scale, lists of [{', '.join(FEATURES)}] per channel") from None
+        want = (SHAPES[m][0], len(FEATURES))
         if any(a.shape != want for a in arrs):
             raise bad(f"distribution.{m}: center/scale have shapes {[a.shape for a in arrs]}; expected {want}")
         dist[m] = (np.nan_to_num(arrs[0], posinf=0.0), arrs[1], t)

@@ -72,7 +72,7 @@ def _preload_cuda_libraries() -> None:
 
 def make_session(
     model: bytes | str | os.PathLike[str], *, providers: str = "cpu", threads: int | None = None,
-    name: str = "", graph_optimization: bool = True,
+    name: str = "", graph_optimization: bool = True, spinning: bool = False,
 ) -> ort.InferenceSession:
     """An InferenceSession on the requested providers.
 
@@ -80,6 +80,9 @@ def make_session(
         model: the serialised model (hash-checked bytes) or its path. name: the file, for messages.
         providers: "auto" (CUDA when a device is really usable, else CPU), "cpu", or "cuda" (fail if CUDA
             cannot be used). threads: intra-op threads; None lets onnxruntime choose (one per physical core).
+        spinning: let idle intra-op threads spin for work (onnxruntime's default). Off here: the runtime
+            alternates numpy/scipy work with short graph runs, and threads spinning after each run take the
+            cores that work needs (on 2 cores, batch 1: 62 ms instead of 19 ms per prediction, measured).
 
     Raises:
         ConfigError: bad providers/threads. ProviderError: CUDA requested but not usable or fell back.
@@ -94,6 +97,7 @@ def make_session(
     opts.log_severity_level = 3  # errors only from this session; the outcome is reported by the caller
     if threads is not None:
         opts.intra_op_num_threads = threads  # an explicit count also disables ORT's thread pinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if not graph_optimization:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     want_cuda = False

@@ -66,7 +66,7 @@ def _case(draw):
             s[90 * draw(st.integers(0, 2)) :] = 0.0
         elif fault == "frozen_frames" and modality == "mmwave":
             s[1:] = s[:1]
-        elif fault == "huge_f32":
+        elif fault == "huge_f32" and modality != "rfid":  # (a phase that large is outside the readers' ranges)
             s.reshape(-1)[draw(st.integers(0, s.size - 1))] = 1e300  # beyond float32: a gap when the bound allows
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: a NaN/Inf gap either way

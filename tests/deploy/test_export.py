@@ -112,10 +112,13 @@ def test_ood_thresholds_are_set_on_the_validation_slice(exported, trained_run):
         assert entry["threshold"] == pytest.approx(np.quantile(scores, pc.quantile) * pc.margin, rel=1e-5)
         assert rt.plausibility.ood_threshold[mod] == entry["threshold"]
         dist = m["plausibility"]["distribution"][mod]
-        assert np.array(dist["center"]).shape == (train.arrays[mod].shape[1], 2) and dist["fit_rows"] > 0
+        assert np.array(dist["center"]).shape == (train.arrays[mod].shape[1], 3) and dist["fit_rows"] > 0
         center, scale, threshold = rt.plausibility.distribution[mod]
-        assert dist["split"] == "validation" and threshold == dist["threshold"] == pytest.approx(
-            np.quantile(distribution_scores(x, center, scale), pc.quantile) * pc.margin, rel=1e-9)
+        fit_rows = np.setdiff1d(np.flatnonzero(train.usable[:, j]), val_rows)
+        both = np.concatenate([np.asarray(train.arrays[mod][fit_rows], dtype=np.float32), x])
+        assert dist["split"] == "train + validation" and dist["rows"] == len(both) and dist["fit_rows"] == len(fit_rows)
+        assert threshold == dist["threshold"] == pytest.approx(
+            np.quantile(distribution_scores(both, center, scale), pc.quantile) * pc.margin, rel=1e-9)
 
 
 def test_int8_reported_beside_fp32(exported):
@@ -217,8 +220,8 @@ def test_too_few_rows_give_leave_one_out_thresholds_or_none():
     few = {m: _Fitted(OodFit(np.zeros((2, 4)), np.eye(4), 0.1, 6), np.arange(6.0), rows=6) for m in mods}
     ood, dist = _set_thresholds({}, split, np.arange(5), few, PlausibilityConfig())
     assert all(v["threshold"] is None and "fewer than 20" in v["note"] for v in (*ood.values(), *dist.values()))
-    enough = {m: _Fitted(OodFit(np.zeros((2, 4)), np.eye(4), 0.1, 30), np.arange(30.0), center=np.zeros((3, 2)),
-                         scale=np.ones((3, 2)), train_scores=np.linspace(0, 2, 30), rows=30) for m in mods}
+    enough = {m: _Fitted(OodFit(np.zeros((2, 4)), np.eye(4), 0.1, 30), np.arange(30.0), center=np.zeros((3, 3)),
+                         scale=np.ones((3, 3)), train_scores=np.linspace(0, 2, 30), rows=30) for m in mods}
     ood, dist = _set_thresholds({}, split, np.arange(5), enough, PlausibilityConfig())
     assert ood["wifi"]["split"] == "train (leave-one-out)" and ood["wifi"]["rows"] == 30
     assert ood["wifi"]["threshold"] == pytest.approx(np.quantile(np.arange(30.0), 0.995) * 1.25)

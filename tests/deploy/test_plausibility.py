@@ -88,13 +88,17 @@ def _batch(n: int, seed: int) -> np.ndarray:
     return x + np.array([10, 20, 5, -3, 0, 7])[None, :, None]
 
 
-def test_channel_features_are_level_and_log_spread():
+def test_channel_features_are_level_spread_and_roughness():
     x = _batch(3, 0)
     f = channel_features(x)
-    assert f.shape == (3, 6, 2)
+    assert f.shape == (3, 6, 3)
     np.testing.assert_allclose(f[..., 0], x.mean(axis=-1))
     np.testing.assert_allclose(f[:, :5, 1], np.log10(x[:, :5].std(axis=-1)))
+    np.testing.assert_allclose(f[:, :5, 2], np.log10(np.abs(np.diff(x[:, :5], axis=-1)).mean(axis=-1) / x[:, :5].std(axis=-1)))
     assert np.isneginf(f[:, 5, 1]).all()
+    smooth = np.sin(np.linspace(0, 6, 200))[None, None]  # a slow wave is smooth, noise of its std is rough
+    noise = np.random.default_rng(0).normal(0, smooth.std(), (1, 1, 200))
+    assert channel_features(smooth)[0, 0, 2] < channel_features(noise)[0, 0, 2] - 1.0
 
 
 def test_distribution_score_is_the_median_channel_distance_and_flags_shifts():
@@ -103,15 +107,15 @@ def test_distribution_score_is_the_median_channel_distance_and_flags_shifts():
     clean = distribution_scores(_batch(300, 1), center, scale)
     threshold = threshold_of(clean, PlausibilityConfig())
     f = channel_features(_batch(1, 9))
-    z = (np.abs(f[:, :5] - center[:5]) / scale[:5]).max(axis=-1)[0]
+    z = (np.abs(f[:, :5] - center[:5]) / scale[:5]).max(axis=-1)[0]  # 5 judged channels, 3 features each
     assert distribution_scores(_batch(1, 9), center, scale)[0] == pytest.approx(np.median(z))
     loud = _batch(2, 2) * 1000.0  # wrong scale
     noisy = _batch(2, 3) + np.random.default_rng(4).normal(0, 30, (2, 6, 200))  # white noise
     bad, why, scores = check_distribution("wifi", np.concatenate([_batch(2, 7), loud, noisy]), center, scale, threshold)
     assert bad.tolist() == [False, False, True, True, True, True] and why[:2] == [None, None]
     assert why[2] == (f"wifi: distribution score {scores[2]:.3g} above {threshold:.3g} (median robust distance of its "
-                      "channels' level and spread to the training split's; threshold from held-out rows): wrong scale, "
-                      "noise, or not this sensor")
+                      "channels' level, spread and roughness to the training split's): wrong scale, noise, or not this "
+                      "sensor")
     two = _batch(1, 5)
     two[0, :2] *= 1000  # two odd channels of five: the median does not move
     assert not check_distribution("wifi", two, center, scale, threshold)[0][0]
@@ -122,16 +126,17 @@ def test_distribution_score_is_the_median_channel_distance_and_flags_shifts():
 def test_manifest_section_round_trip_and_errors():
     center, scale = fit_distribution(channel_features(np.random.default_rng(0).normal(5, 1, (20, 23, 148))))
     stats = {"center": to_data(center), "scale": to_data(scale), "threshold": 2.5}
+    assert center.shape == (23, 3)
     section = json.loads(json.dumps({"config": to_data(PlausibilityConfig(margin=1.5)),
                                      "distribution": {"rfid": stats},
                                      "ood": {"rfid": {"threshold": 12.5, "rows": 9, "split": "validation"}}},
                                     allow_nan=False))
     p = read_plausibility(section, "m.json")
     assert p.config.margin == 1.5 and p.ood_threshold == {"rfid": 12.5} and set(p.distribution) == {"rfid"}
-    assert p.distribution["rfid"][0].shape == (23, 2) and p.distribution["rfid"][2] == 2.5
+    assert p.distribution["rfid"][0].shape == (23, 3) and p.distribution["rfid"][2] == 2.5
     with pytest.raises(ModelFileError, match=r"plausibility.distribution.rfid: center/scale have shapes"):
-        read_plausibility({**section, "distribution": {"rfid": {"center": [[0, 0]], "scale": [[1, 1]], "threshold": 1}}},
-                          "m.json")
+        read_plausibility({**section, "distribution": {"rfid": {"center": [[0, 0, 0]], "scale": [[1, 1, 1]],
+                                                                        "threshold": 1}}}, "m.json")
     with pytest.raises(ModelFileError, match=r"plausibility.distribution.radar"):
         read_plausibility({**section, "distribution": {"radar": stats}}, "m.json")
     with pytest.raises(ModelFileError, match=r"plausibility.ood.rfid.threshold must be a positive number"):
