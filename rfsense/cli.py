@@ -280,10 +280,14 @@ def export_cmd(run_dir: Path | None, out: Path, int8: bool, runs_root: Path) -> 
 
     m = export_run(run_dir, out=out, int8=int8, runs_root=runs_root)
     p = m["parity"]
-    click.echo(f"wrote {out / m['model_file']} ({m['size_bytes'] / 1e6:.2f} MB, sha256 {m['sha256'][:12]}...) "
-               f"and its manifest {out / (Path(m['model_file']).stem + '.json')}")
-    click.echo(f"parity vs PyTorch eval(): 7 subsets x batch 1, 7: max |dlogit| {p['max_abs_diff']:.2e} "
-               f"(rtol {p['rtol']}, atol {p['atol']}), top-1 identical: {p['top1_equal']}")
+    encoders = ", ".join(g["file"] for part, g in m["graphs"].items() if part != "fusion")
+    click.echo(f"wrote {out / m['model_file']} (fusion) and {encoders} ({m['size_bytes'] / 1e6:.2f} MB in all), "
+               f"and their manifest {out / (Path(m['model_file']).stem + '.json')}")
+    click.echo(f"parity vs PyTorch eval(): 7 subsets x batch 1, 7 and mixed presence: max |dlogit| "
+               f"{p['max_abs_diff']:.2e} (rtol {p['rtol']}, atol {p['atol']}), top-1 identical: {p['top1_equal']}")
+    thresholds = "; ".join(f"{k} {v['threshold']:.3g} ({v['rows']} {v['split']} rows)" if v["threshold"] is not None
+                           else f"{k} none ({v['note']})" for k, v in m["plausibility"]["ood"].items())
+    click.echo(f"OOD thresholds: {thresholds or 'none'}")
     if int8:
         q = m["int8"]
         click.echo(f"\n{'variant':<8}{'accuracy':>10}{'size MB':>10}{'p50 ms':>9}{'p90 ms':>9}")
@@ -381,9 +385,12 @@ def stress(models: tuple[Path, ...], data_root: Path | None, split: str, train_t
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Session files: the convert.json of the conversion the model was trained on; its tag map, radar "
               "config, receiver formats and clocks fill in what the session leaves open.")
+@click.option("--plausibility/--no-plausibility", default=True, show_default=True,
+              help="Check preprocessed streams against the model's training statistics and OOD thresholds "
+              "(rfsense-onnx/2 exports); the physical checks on raw values always apply.")
 def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers: str, threads: int | None,
           batch_size: int, hop_s: float | None, short: str, max_gap_s: float, input_format: str | None,
-          tag_map: Path | None, radar_config: Path | None, mapping: Path | None) -> None:
+          tag_map: Path | None, radar_config: Path | None, mapping: Path | None, plausibility: bool) -> None:
     """Classify recorded sensor data with MODEL.onnx (torch-free).
 
     INPUT: XRF55-layout folders, single <v>_<a>_<t>.npy files (partners found by key), .npz bundles with
@@ -396,6 +403,10 @@ def infer(model: Path, inputs: tuple[Path, ...], fmt: str, top_k: int, providers
     from rfsense.deploy.runtime import Runtime, format_predictions
 
     rt = Runtime(model, providers=providers, threads=threads)
+    if not plausibility and rt.plausibility is not None:
+        import dataclasses
+
+        rt.plausibility.config = dataclasses.replace(rt.plausibility.config, distribution=False, ood=False)
     extra = {k: v for k, v in (("tag_map", tag_map), ("radar_config", radar_config), ("mapping", mapping))
              if v is not None}
     opts = CaptureOptions(hop_s=hop_s, short=short, max_gap_s=max_gap_s, extra=extra)

@@ -434,8 +434,8 @@ def _pack_locked(root: str | os.PathLike[str], out: Path, layout: str, splits: d
     os.replace(partial, out)
     _logger.info("packed %s -> %s (%s)", root, out, ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
     for name, by_mod in meta["status_counts"].items():
-        bad = {m: c["failed"] for m, c in by_mod.items() if c["failed"]}
+        bad = {m: c["failed"] + c["implausible"] for m, c in by_mod.items() if c["failed"] + c["implausible"]}
         if bad:
-            _logger.warning("%s: unusable samples (failed the quality checks): %s", name,
+            _logger.warning("%s: unusable samples (failed or implausible in the quality checks): %s", name,
                             ", ".join(f"{m} {k}" for m, k in bad.items()))
     return open_pack(out)

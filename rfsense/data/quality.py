@@ -8,10 +8,20 @@ to live streams (numpy only).
   flat, e.g. a one-NIC capture; RFID tags that never change, e.g. lost tags); the reason says which;
 - ``repaired``: a few NaN/Inf values in short gaps were filled by linear interpolation along time
   (RFID phase along the unwrapped phase, so a gap across a 2*pi wrap is not filled through pi);
+- ``implausible``: no sensor of this kind produces these values (check 0); zero-filled and masked;
 - ``failed``: unusable for this sample; its values are zero-filled and the modality is masked.
 
 Checks, in order (thresholds in `QualityConfig`; per sample and modality):
 
+0. physical plausibility, from the data contract (status ``implausible``, the other checks are skipped):
+   - dtype: the contract's streams are floating point (amplitude, radians, magnitude). An integer or boolean
+     array is refused as a whole: it holds raw counts (ADC samples, Impinj's 0-4095 phase units) or a
+     quantised copy of unknown scale. The rule is explicit, not a guess: convert in your own code
+     (``x.astype(np.float64)``) when the integers already are in the contract's units;
+   - WiFi amplitude and mmWave magnitude are |.| >= 0: a negative value is implausible;
+   - RFID phase lies inside one of the ranges readers report, [0, 2*pi) or [-pi, pi);
+   - a finite value above ``max_wifi_amplitude`` / ``max_mmwave_magnitude`` (1e20 spikes, raw counts, bit
+     flips; a value beyond float32's range counts too, unless the bound itself is larger);
 1. NaN/Inf (values beyond float32's range count too: they would be inf in the model input): the fraction
    of values, and the longest gap along time in any channel; within both limits the gaps are repaired,
    beyond either the sample fails;
@@ -28,6 +38,11 @@ Checks, in order (thresholds in `QualityConfig`; per sample and modality):
 Per-sample axes follow `rfsense.modalities.TIME_AXIS`: mmWave (17 frames, 256 range, 128 Doppler) has time
 on axis 0 and a "channel" is a range-Doppler cell; WiFi (270 channels, 1000 packets) and RFID (23 tags, 148
 reads) have time last.
+
+Speed: a clean sample is checked in its own layout and dtype, without a copy (the runtime calls this on
+every sample): per-sample and per-channel extremes decide checks 0-4 (a channel's std is bounded by its range,
+so the exact std is computed only for the rare channels the bounds leave undecided); only samples holding
+NaN/Inf take the float64 repair path.
 """
 
 from __future__ import annotations
@@ -37,12 +52,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rfsense.config import Fraction, NonNegativeFloat, schema
+from rfsense.config import Fraction, NonNegativeFloat, PositiveFloat, schema
 from rfsense.modalities import SHAPES, TIME_AXIS, Modality
 
-__all__ = ["STATUSES", "USABLE", "Assessment", "QualityConfig", "assess", "repair_nonfinite", "repairable", "time_last"]
+__all__ = [
+    "ASSESSED", "STATUSES", "USABLE", "Assessment", "QualityConfig", "assess", "repair_nonfinite", "repairable",
+    "time_last",
+]
 
-STATUSES = ("ok", "degraded", "repaired", "failed", "absent")
+STATUSES = ("ok", "degraded", "repaired", "implausible", "failed", "absent")
+ASSESSED = STATUSES[:-1]  # what `assess` gives; "absent" is the caller's (no stream at all)
 USABLE = ("ok", "degraded", "repaired")
 
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -78,14 +97,21 @@ class QualityConfig:
     # The sample fails when fewer than this fraction of its reads is valid (see module docstring, check 5).
     # XRF55 RFID nominally gets 148-150 of 150 reads, so 0.5 means a reader that lost half its reads.
     min_valid_read_fraction: Fraction = 0.5
+    # Check 0 (physical plausibility): raw values above these are implausible. Generous on purpose, they
+    # catch what no sensor produces (1e20 spikes, raw counts, bit flips), not unusual scenes: RSSI-scaled
+    # Intel 5300 amplitudes stay below 100 and the other NICs' int16 I/Q below 5e4 (the vendored captures:
+    # 37-700); DCA1000 range-Doppler magnitudes (int16 ADC, window gain removed) stay below 1e5.
+    max_wifi_amplitude: PositiveFloat = 1e6
+    max_mmwave_magnitude: PositiveFloat = 1e9
 
 
 @dataclass
 class Assessment:
     """The outcome of `assess` for a batch of one modality.
 
-    values: float64 (B, *SHAPES[m]) with repairs applied and failed samples zero-filled;
-    status: (B,) str, one of STATUSES[:4]; reasons: per sample, human-readable, each prefixed by the modality.
+    values: (B, *SHAPES[m]) with repairs applied and unusable samples zero-filled, float64 for a float64 input
+        and float32 otherwise; the input array itself when nothing had to change (treat it as read-only);
+    status: (B,) str, one of ASSESSED; reasons: per sample, human-readable, each prefixed by the modality.
     """
 
     values: npt.NDArray[np.float64]
@@ -240,12 +266,66 @@ def _dead_units(modality: Modality, flat: np.ndarray) -> str | None:
     return None
 
 
+
+# The ranges RFID readers report phase in (radians); float32 rounding of pi and 2*pi is tolerated.
+_RFID_PHASE_RANGES = ((0.0, 2 * np.pi), (-np.pi, np.pi))
+_PHASE_TOL = 1e-5
+_UNITS = {"mmwave": "heatmap magnitude", "wifi": "CSI amplitude", "rfid": "phase in radians"}
+
+
+def _dtype_reason(modality: Modality, dtype: np.dtype) -> str:
+    return (f"{modality}: {dtype} array; the contract's streams are floating point ({_UNITS[modality]}), "
+            "and integers are raw counts or quantised data of unknown scale: convert explicitly "
+            "(x.astype(float)) when the values already are in these units")
+
+
+def _physical(modality: Modality, lo: np.ndarray, hi: np.ndarray, cfg: QualityConfig) -> list[list[str]]:
+    """Check 0 on each sample's finite extremes (float64 (B,); lo > hi when it has no finite value):
+    the reasons a sample is implausible, an empty list when it is not."""
+    out: list[list[str]] = [[] for _ in range(len(lo))]
+    if modality == "rfid":
+        inside = np.zeros(len(lo), dtype=bool)
+        for a, b in _RFID_PHASE_RANGES:
+            inside |= (lo >= a - _PHASE_TOL) & (hi <= b + _PHASE_TOL)
+        for i in np.flatnonzero(~inside & (lo <= hi)):
+            out[i].append(f"rfid: phase spans [{lo[i]:.4g}, {hi[i]:.4g}] rad, inside neither range readers report, "
+                          "[0, 2pi) or [-pi, pi) (wrong units or corrupt data)")
+        return out
+    wifi = modality == "wifi"
+    what, bound = ("amplitude", cfg.max_wifi_amplitude) if wifi else ("magnitude", cfg.max_mmwave_magnitude)
+    for i in np.flatnonzero(lo < 0):
+        out[i].append(f"{modality}: negative {what} {lo[i]:.3g} ({'|CSI| amplitude' if wifi else 'a heatmap magnitude'} "
+                      "is >= 0: a signed, phase or dB stream?)")
+    for i in np.flatnonzero(np.maximum(hi, -lo) > bound):
+        out[i].append(f"{modality}: {what} {max(hi[i], -lo[i]):.3g} above {bound:g}, more than any "
+                      f"{'WiFi NIC reports' if wifi else 'radar heatmap holds'} (a spike, raw counts or corrupt data)")
+    return out
+
+
+def _flat_channels(modality: Modality, values: np.ndarray, rng: np.ndarray, flat_std: float) -> np.ndarray:
+    """Channels whose std over time is below `flat_std`: bool (B, C) from each channel's range (max - min).
+
+    std <= range / 2 and std >= range / sqrt(2 T) for any T values, so the range decides almost every
+    channel; the exact float64 std is computed only for those it leaves undecided.
+    """
+    n_time = values.shape[TIME_AXIS[modality] + 1]
+    flat = rng < 2.0 * flat_std
+    unsure = ~flat & (rng < np.sqrt(2.0 * n_time) * flat_std)
+    if unsure.any():
+        rows = np.flatnonzero(unsure.any(axis=1))
+        series = time_last(modality, values[rows])  # (k, C, T)
+        k, c = np.nonzero(unsure[rows])
+        flat[rows[k], c] = series[k, c].astype(np.float64).std(axis=-1) < flat_std
+    return flat
+
+
 def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = None) -> Assessment:
     """Check, repair and classify a batch of one modality (see the module docstring).
 
     Args:
         modality: "mmwave", "wifi" or "rfid".
-        x: (B, *SHAPES[modality]) real array (any float or integer dtype); never modified.
+        x: (B, *SHAPES[modality]) real array; never modified. Integer and boolean arrays are implausible
+            (check 0); float16 is read as float32.
         cfg: thresholds (default `QualityConfig()`).
 
     Raises:
@@ -256,47 +336,90 @@ def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = Non
     if x.shape[1:] != SHAPES[modality]:
         raise ValueError(f"{modality} batch has shape {x.shape}; expected (B, {SHAPES[modality]})")
     n = len(x)
-    status = np.full(n, "ok", dtype="<U8")
+    status = np.full(n, "ok", dtype="<U11")
     reasons: list[list[str]] = [[] for _ in range(n)]
+    if x.dtype.kind != "f":
+        status[:] = "implausible"
+        return Assessment(np.zeros(x.shape, np.float32), status, [[_dtype_reason(modality, x.dtype)] for _ in range(n)])
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32 if x.dtype.itemsize < 4 else np.float64)
     if n == 0:
-        return Assessment(np.zeros(x.shape), status, reasons)
-    # Work on a (B, C, T) float64 copy: repairs and zero-fills never touch the caller's array.
-    raw = np.array(time_last(modality, x), dtype=np.float64)
-    n_chan, n_time = raw.shape[1:]
-    unit = _CHANNEL[modality]
+        return Assessment(np.zeros(x.shape, x.dtype), status, reasons)
+    values = x  # copied on the first change: a clean batch is returned as it came
+    axes = tuple(range(1, x.ndim))
     with np.errstate(invalid="ignore"):
-        finite = np.abs(raw) <= _F32_MAX  # False for NaN, Inf and float32 overflow alike
-    validity = _read_validity(modality, raw, finite)
+        vmax, vmin = x.max(axis=axes).astype(np.float64), x.min(axis=axes).astype(np.float64)
+    # Samples with NaN/Inf or values beyond float32 (NaN propagates through max/min, so the test is False).
+    damaged = ~((np.abs(vmax) <= _F32_MAX) & (np.abs(vmin) <= _F32_MAX))
+    unit = _CHANNEL[modality]
+    n_time = x.shape[TIME_AXIS[modality] + 1]
 
-    # 1. NaN/Inf: fraction and longest gap per sample; repair the samples within both limits.
-    bad_frac, gaps, gap_channel = _nonfinite_extent(finite)
-    failed = (bad_frac > cfg.max_nonfinite_fraction) | (gaps > cfg.max_gap_fraction * n_time)
-    repairable = np.flatnonzero((bad_frac > 0) & ~failed)
-    if repairable.size:
-        raw[repairable] = _repair(raw[repairable], finite[repairable], 2 * np.pi if modality == "rfid" else None)
-        status[repairable] = "repaired"
-    for i in np.flatnonzero(bad_frac > 0):
-        if bad_frac[i] > cfg.max_nonfinite_fraction:
-            reasons[i].append(f"{modality}: {_pct(bad_frac[i])} of values are NaN/Inf "
-                              f"(limit {_pct(cfg.max_nonfinite_fraction)})")
-        elif failed[i]:
-            reasons[i].append(
-                f"{modality}: NaN/Inf gap of {gaps[i]}/{n_time} time steps in {unit[:-1]} {gap_channel[i]} "
-                f"({_pct(gaps[i] / n_time)}, limit {_pct(cfg.max_gap_fraction)})")
-        else:
-            reasons[i].append(f"{modality}: repaired {_pct(bad_frac[i])} NaN/Inf values by interpolation "
-                              f"along time (limit {_pct(cfg.max_nonfinite_fraction)})")
-    raw[failed] = 0.0  # rows that failed on NaN/Inf still hold NaN; zero them so the statistics stay quiet
+    # 0. Physical plausibility on the finite values of each sample.
+    lo, hi = vmin.copy(), vmax.copy()
+    rows = np.flatnonzero(damaged)
+    if rows.size:
+        part = x[rows]
+        finite = np.isfinite(part)
+        lo[rows] = np.where(finite, part, np.inf).min(axis=axes)
+        hi[rows] = np.where(finite, part, -np.inf).max(axis=axes)
+    why = _physical(modality, lo, hi, cfg)
+    implausible = np.array([bool(w) for w in why])
+    for i in np.flatnonzero(implausible):
+        reasons[i] = why[i]
+    status[implausible] = "implausible"
+    failed = implausible.copy()
 
-    # 2-5 on the repaired values, vectorised over the batch.
-    with np.errstate(all="ignore"):  # huge values overflow the std to inf: that is "not flat", which is right
-        stds = raw.std(axis=2)  # (B, C)
-        vmax = raw.max(axis=(1, 2))
-        vmin = raw.min(axis=(1, 2))
-        at_max = (raw == vmax[:, None, None]).mean(axis=(1, 2))
-    flat = stds < cfg.flat_std
+    # Check 5's read validity, before any repair; without NaN/Inf only RFID can lose reads (repeats).
+    validity = np.ones(n)
+    if modality == "rfid":
+        repeats = np.count_nonzero(x[..., 1:] == x[..., :-1], axis=axes)
+        validity = 1.0 - repeats / (x[0].size)
+
+    # 1. NaN/Inf: fraction and longest gap per sample; repair the samples within both limits (float64).
+    rows = np.flatnonzero(damaged & ~implausible)
+    if rows.size:
+        raw = np.array(time_last(modality, x[rows]), dtype=np.float64)  # (k, C, T)
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(raw) <= _F32_MAX  # False for NaN, Inf and float32 overflow alike
+        validity[rows] = _read_validity(modality, raw, finite)
+        bad_frac, gaps, gap_channel = _nonfinite_extent(finite)
+        lost = (bad_frac > cfg.max_nonfinite_fraction) | (gaps > cfg.max_gap_fraction * n_time)
+        for j, i in enumerate(rows):
+            if bad_frac[j] > cfg.max_nonfinite_fraction:
+                reasons[i].append(f"{modality}: {_pct(bad_frac[j])} of values are NaN/Inf "
+                                  f"(limit {_pct(cfg.max_nonfinite_fraction)})")
+            elif lost[j]:
+                reasons[i].append(
+                    f"{modality}: NaN/Inf gap of {gaps[j]}/{n_time} time steps in {unit[:-1]} {gap_channel[j]} "
+                    f"({_pct(gaps[j] / n_time)}, limit {_pct(cfg.max_gap_fraction)})")
+            else:
+                reasons[i].append(f"{modality}: repaired {_pct(bad_frac[j])} NaN/Inf values by interpolation "
+                                  f"along time (limit {_pct(cfg.max_nonfinite_fraction)})")
+        failed[rows[lost]] = True
+        fix = ~lost
+        values = x.copy()
+        if fix.any():
+            raw = _repair(raw[fix], finite[fix], 2 * np.pi if modality == "rfid" else None)
+            values[rows[fix]] = _from_time_last(modality, raw)
+            status[rows[fix]] = "repaired"
+    if failed.any():
+        values = values if values is not x else x.copy()
+        values[failed] = 0.0  # rows that failed on NaN/Inf still hold NaN; zero them so the statistics stay quiet
+    if values is not x:
+        vmax, vmin = values.max(axis=axes).astype(np.float64), values.min(axis=axes).astype(np.float64)
+
+    # 2-5, vectorised over the batch in the stream's own layout: per-channel extremes over time decide the
+    # flat and empty channels, per-sample extremes the zeros and the saturation.
+    t_axis = TIME_AXIS[modality] + 1
+    with np.errstate(all="ignore"):  # huge values overflow a range to inf: that is "not flat", which is right
+        cmax = values.max(axis=t_axis).reshape(n, -1).astype(np.float64)  # (B, C)
+        cmin = values.min(axis=t_axis).reshape(n, -1).astype(np.float64)
+        flat = _flat_channels(modality, values, cmax - cmin, cfg.flat_std)
+        top = vmax.astype(values.dtype).reshape((n,) + (1,) * (values.ndim - 1))
+        at_max = np.count_nonzero(values == top, axis=axes) / values[0].size
+    n_chan = flat.shape[1]
     if modality in _ZERO_IS_BACKGROUND:
-        empty = ~raw.any(axis=2)  # a heatmap cell at zero in every frame: background, not a frozen channel
+        empty = (cmax == 0.0) & (cmin == 0.0)  # a heatmap cell at zero in every frame: background, not frozen
         n_considered = n_chan - empty.sum(axis=1)
         flat &= ~empty
         what = f"non-empty {unit}"
@@ -308,7 +431,8 @@ def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = Non
     is_flat = n_flat > cfg.max_flat_channel_fraction * n_considered
     saturated = (vmax > vmin) & (at_max > cfg.max_saturated_fraction)
     few_reads = (validity < cfg.min_valid_read_fraction) & ~is_flat  # a flat stream is all repeats anyway
-    for i in np.flatnonzero(~failed & (zeros | is_flat | saturated | few_reads)):
+    newly = np.flatnonzero(~failed & (zeros | is_flat | saturated | few_reads))
+    for i in newly:
         if zeros[i]:  # one reason says it all (it is also flat and "saturated" at 0)
             reasons[i] = [f"{modality}: all values are zero (dead sensor or zero-filled stream)"]
         else:
@@ -323,13 +447,15 @@ def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = Non
                 how = "NaN/Inf or repeated values" if modality == "rfid" else "dropped as NaN/Inf"
                 reasons[i].append(f"{modality}: only {_pct(validity[i])} of {_READ[modality]} are valid ({how}; "
                                   f"minimum {_pct(cfg.min_valid_read_fraction)})")
-        failed[i] = True
-    status[failed] = "failed"
-    raw[failed] = 0.0
+    if newly.size:
+        failed[newly] = True
+        values = values if values is not x else x.copy()
+        values[newly] = 0.0
+    status[failed & ~implausible] = "failed"
     for i in np.flatnonzero(~failed & flat.any(axis=1)):
-        why = _dead_units(modality, flat[i])
-        if why:
-            reasons[i].append(why)
+        reason = _dead_units(modality, flat[i])
+        if reason:
+            reasons[i].append(reason)
             if status[i] == "ok":
                 status[i] = "degraded"
-    return Assessment(_from_time_last(modality, raw), status, reasons)
+    return Assessment(values, status, reasons)

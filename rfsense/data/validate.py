@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rfsense.data.layout import Problem, SplitSpec, discover, split_samples
-from rfsense.data.quality import STATUSES, QualityConfig, assess
+from rfsense.data.quality import ASSESSED, QualityConfig, assess
 from rfsense.errors import DataError
 from rfsense.modalities import FOLDERS, MODALITIES, SHAPES, Modality, canonical_shape, expected_shape
 from rfsense.progress import progress
@@ -237,7 +237,7 @@ def check_tree(
     for split, samples in splits.items():
         coverage[split] = {m: sum(m in s.files for s in samples) for m in MODALITIES}
     jobs: list[tuple[Path, Modality]] = [(p, m) for s in found.samples for m, p in s.files.items()]
-    counts = {m: dict.fromkeys(STATUSES[:4], 0) for m in MODALITIES} if scan_values else {}
+    counts = {m: dict.fromkeys(ASSESSED, 0) for m in MODALITIES} if scan_values else {}
     for path, modality in progress(jobs, header="checking files"):
         found_problems, status = _check_file(path, modality, scan_values, quality or QualityConfig())
         problems.extend(found_problems)

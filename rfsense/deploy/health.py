@@ -7,6 +7,11 @@ the manifest), so the runtime never accepts what training would have refused, no
 - ``ok``: the stream passed every check and is used as it is;
 - ``degraded``: usable, but part of the sensor carries no signal (a WiFi receiver missing, lost RFID tags);
 - ``repaired``: a few NaN/Inf values in short gaps were filled by interpolation along time;
+- ``implausible``: no sensor of this kind produces it: physical checks on the raw values (negative
+  amplitudes, phases outside the readers' ranges, absurd magnitudes, integer arrays; `rfsense.data.quality`),
+  and, in the runtime, the plausibility checks of an rfsense-onnx/2 model after preprocessing
+  (`rfsense.deploy.plausibility`: per-channel statistics and the out-of-distribution score); zero-filled and
+  masked like a failed stream, with the reason (and the score);
 - ``failed``: the stream is unusable for this sample; it is zero-filled and masked (present=False);
 - ``absent``: no stream was given.
 
@@ -37,11 +42,16 @@ _REAL_KINDS = "fiub"
 
 @dataclass
 class Verdict:
-    """Health of one modality of one sample: status is one of STATUSES."""
+    """Health of one modality of one sample: status is one of STATUSES.
+
+    ``ood`` is the stream's out-of-distribution score (the Mahalanobis distance of its pooled embedding to the
+    nearest class mean, `rfsense.deploy.plausibility`) when the model computed one, else None.
+    """
 
     modality: str
     status: str
     reasons: list[str] = field(default_factory=list)
+    ood: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -49,7 +59,7 @@ class Verdict:
         return self.status in USABLE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"modality": self.modality, "status": self.status, "reasons": list(self.reasons)}
+        return {"modality": self.modality, "status": self.status, "reasons": list(self.reasons), "ood": self.ood}
 
 
 def _as_arrays(inputs: dict[str, npt.ArrayLike | None]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -106,15 +116,17 @@ def check_streams(
     """Check, repair and mask every stream of a batch.
 
     Args:
-        inputs: modality -> array of shape (B, *SHAPES[m]) (mmwave also (B, 1, 17, 256, 128)), any real
-            dtype (float16/32/64, int, bool), or None / missing key for an absent modality. With every
-            modality absent the batch is one sample.
+        inputs: modality -> array of shape (B, *SHAPES[m]) (mmwave also (B, 1, 17, 256, 128)), float16/32/64
+            (integer and bool arrays are implausible: `rfsense.data.quality`, check 0), or None / missing key
+            for an absent modality. With every modality absent the batch is one sample.
         cfg: thresholds; defaults to `QualityConfig()` (the runtime passes the manifest's).
 
     Returns:
-        (arrays, present, verdicts): ``arrays[m]`` is float64 (B, *SHAPES[m]) for every modality, repaired,
-        with failed and absent rows zero-filled; ``present`` is bool (B, 3) in MODALITIES order (True for
-        usable streams); ``verdicts[i][m]`` is the Verdict of modality m of sample i.
+        (arrays, present, verdicts): ``arrays[m]`` is (B, *SHAPES[m]) for every modality, repaired, with
+        unusable and absent rows zero-filled: float64 for a float64 input, else float32, and the caller's
+        own array (a view) when nothing had to change, so treat it as read-only; ``present`` is bool (B, 3)
+        in MODALITIES order (True for usable streams); ``verdicts[i][m]`` is the Verdict of modality m of
+        sample i.
 
     Raises:
         DataError: an unknown modality key, or inputs that disagree on the batch size. A wrong shape or
@@ -128,7 +140,7 @@ def check_streams(
     present = np.zeros((n, len(MODALITIES)), dtype=bool)
     verdicts: list[dict[str, Verdict]] = [{} for _ in range(n)]
     for j, m in enumerate(MODALITIES):
-        arrays[m] = np.zeros((n, *SHAPES[m]), dtype=np.float64)
+        arrays[m] = np.zeros((n, *SHAPES[m]), dtype=np.float32)
         if m in unreadable or m not in given:
             why = unreadable.get(m)
             for v in verdicts:

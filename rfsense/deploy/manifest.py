@@ -1,8 +1,15 @@
 """The manifest beside every exported model: its format, writing, reading and validation, and sha256.
 
-`X.onnx` has its manifest at `X.json`: the model's sha256 (checked before the model is run), the input
-and output contract, the class names, the preprocessing and quality settings training used, and where
-the model came from (run, metrics, parity). stdlib only.
+`X.onnx` has its manifest at `X.json`: the input and output contract, the class names, the preprocessing and
+quality settings training used, and where the model came from (run, metrics, parity). stdlib only.
+
+- rfsense-onnx/2 (written today): ``graphs`` lists every graph file with its own sha256, all checked before
+  anything runs: ``fusion`` is `X.onnx` itself (inputs ``tokens_<modality>`` and ``present``, output
+  ``logits``) and each modality has an encoder graph `X.<modality>.onnx` (input ``<modality>``, outputs
+  ``tokens`` and ``ood``), so a runtime runs only the encoders of the sensors a batch has. ``tokens`` gives
+  the token shape, ``plausibility`` the statistics and thresholds of `rfsense.deploy.plausibility`.
+- rfsense-onnx/1 (still read): one graph `X.onnx` (inputs ``mmwave``, ``wifi``, ``rfid``, ``present``; output
+  ``logits``) and its ``sha256``; no plausibility section, no OOD score.
 """
 
 from __future__ import annotations
@@ -20,8 +27,12 @@ from rfsense.modalities import MODALITIES, SHAPES
 
 __all__ = [
     "FORMAT",
+    "FORMAT_V1",
+    "GRAPHS",
     "READABLE_FORMATS",
+    "graph_file",
     "input_specs",
+    "token_specs",
     "manifest_path_for",
     "read_manifest",
     "sha256_bytes",
@@ -29,10 +40,17 @@ __all__ = [
     "write_manifest",
 ]
 
-FORMAT = "rfsense-onnx/1"
-READABLE_FORMATS = (FORMAT,)
+FORMAT = "rfsense-onnx/2"
+FORMAT_V1 = "rfsense-onnx/1"
+READABLE_FORMATS = (FORMAT, FORMAT_V1)
+GRAPHS = ("fusion", *MODALITIES)  # the parts of an rfsense-onnx/2 export
 # Keys the runtime needs; "model_file", "run", "metrics" and "parity" are informational.
-_REQUIRED = ("format", "sha256", "inputs", "outputs", "modalities", "class_names", "preprocessing", "health")
+_REQUIRED = {
+    FORMAT_V1: ("format", "sha256", "inputs", "outputs", "modalities", "class_names", "preprocessing", "health"),
+    FORMAT: ("format", "graphs", "inputs", "tokens", "outputs", "modalities", "class_names", "preprocessing", "health",
+             "plausibility"),
+}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # Preprocessing keys older exports wrote that no longer exist (same meaning at these values).
 _REMOVED_PREPROCESSING = {"max_repair_fraction": None, "wifi.resample_to": (None,)}
 
@@ -52,6 +70,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def graph_file(name: str, part: str) -> str:
+    """File name of one graph of export `name`: "fusion" -> `name.onnx`, a modality m -> `name.m.onnx`."""
+    return f"{name}.onnx" if part == "fusion" else f"{name}.{part}.onnx"
+
+
+def token_specs(n_tokens: int, d: int) -> dict[str, Any]:
+    """The encoders' token output (= the fusion graph's token inputs): float32 (batch, n_tokens, d)."""
+    return {"shape": ["batch", n_tokens, d], "dtype": "float32"}
 
 
 def input_specs() -> dict[str, dict[str, Any]]:
@@ -86,13 +114,17 @@ def validate_manifest(man: Any, where: str) -> dict[str, Any]:
 
     if not isinstance(man, dict):
         raise bad(f"expected a JSON object, got {type(man).__name__}")
-    missing = [k for k in _REQUIRED if k not in man]
+    if man.get("format") not in READABLE_FORMATS:
+        raise bad(f"format is {man.get('format')!r}; this runtime reads {', '.join(map(repr, READABLE_FORMATS))}")
+    required = _REQUIRED[man["format"]]
+    missing = [k for k in required if k not in man]
     if missing:
-        raise bad(f"missing key(s) {', '.join(missing)}; required: {', '.join(_REQUIRED)}")
-    if man["format"] not in READABLE_FORMATS:
-        raise bad(f"format is {man['format']!r}; this runtime reads {', '.join(map(repr, READABLE_FORMATS))}")
-    if not isinstance(man["sha256"], str) or not re.fullmatch(r"[0-9a-fA-F]{64}", man["sha256"]):
-        raise bad(f"sha256 must be 64 hex digits; got {man['sha256']!r}")
+        raise bad(f"missing key(s) {', '.join(missing)}; required: {', '.join(required)}")
+    if man["format"] == FORMAT_V1:
+        if not isinstance(man["sha256"], str) or not _SHA256.fullmatch(man["sha256"]):
+            raise bad(f"sha256 must be 64 hex digits; got {man['sha256']!r}")
+    else:
+        _validate_graphs(man, bad)
     if man["modalities"] != list(MODALITIES):
         raise bad(f"modalities are {man['modalities']!r}; this runtime needs {list(MODALITIES)} in that order")
     for section in ("inputs", "outputs", "preprocessing", "health"):
@@ -115,6 +147,29 @@ def validate_manifest(man: Any, where: str) -> dict[str, Any]:
         raise bad(f"class_names must be a list of {n_classes} strings (outputs.logits.shape[1])")
     _strip_removed(man, bad)
     return man
+
+
+def _validate_graphs(man: dict[str, Any], bad: Any) -> None:
+    """rfsense-onnx/2: every part named once, as a plain file name beside the manifest, with its sha256."""
+    graphs = man["graphs"]
+    if not isinstance(graphs, dict) or sorted(graphs) != sorted(GRAPHS):
+        got = sorted(graphs) if isinstance(graphs, dict) else type(graphs).__name__
+        raise bad(f"graphs must name exactly {', '.join(GRAPHS)}; got {got}")
+    for part in GRAPHS:
+        entry = graphs[part]
+        file = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(file, str) or not file.endswith(".onnx") or Path(file).name != file or file in (".onnx", ".."):
+            raise bad(f"graphs.{part}.file must be a file name beside the manifest ending in .onnx; got {file!r}")
+        sha = entry.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise bad(f"graphs.{part}.sha256 must be 64 hex digits; got {sha!r}")
+    tokens = man["tokens"]
+    shape = tokens.get("shape") if isinstance(tokens, dict) else None
+    if (not isinstance(shape, list) or len(shape) != 3 or shape[0] != "batch" or tokens.get("dtype") != "float32"
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape[1:])):
+        raise bad(f"tokens must be {{'shape': ['batch', n_tokens, d], 'dtype': 'float32'}}; got {tokens!r}")
+    if not isinstance(man["plausibility"], dict):
+        raise bad(f"plausibility must be an object; got {type(man['plausibility']).__name__}")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Torch-free inference on an exported rfsense model: manifest + sha256 check, health checks, ONNX, softmax.
+"""Torch-free inference on an exported rfsense model: manifest + sha256 checks, health and plausibility
+checks, ONNX, softmax.
 
 Only numpy, scipy (through the shared preprocessing) and onnxruntime are imported here, so an edge box
 needs no torch; ``tests/deploy/test_runtime.py`` proves it in a subprocess.
@@ -8,9 +9,16 @@ needs no torch; ``tests/deploy/test_runtime.py`` proves it in a subprocess.
     preds = rt.predict({"wifi": wifi, "rfid": rfid})  # (B, 270, 1000), (B, 23, 148); mmwave absent
     print(format_predictions(preds, ids, "table"))
 
-Per sample: health check (`rfsense.deploy.health`) -> shared preprocessing with the manifest's settings ->
-ONNX in batches with the presence mask -> softmax in float64. A sample with no usable modality gets an
-explicit "no_prediction" and never reaches the model.
+Per batch: health check on the raw streams (`check`: `rfsense.deploy.health`, the quality rule with its
+physical checks) -> per modality with usable rows: the shared preprocessing with the manifest's settings
+(`prepare`), the plausibility checks on the preprocessed stream (`screen`), its encoder graph on those rows
+only (`encode`: tokens and the OOD score, checked against its threshold) -> the fusion graph under the
+presence mask (`fuse`) -> softmax in float64. A stream that fails a check is masked with its reason; a sample
+with no usable modality gets an explicit "no_prediction" and never reaches the model. The stress suite
+calls the steps one by one (and caches the tokens of clean streams).
+
+An rfsense-onnx/1 export (one graph, no OOD output, no plausibility statistics) still loads and predicts:
+`logits` runs its graph; `encode` and `fuse` need an rfsense-onnx/2 export.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import io
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +41,8 @@ from rfsense.data.preprocess import PreprocessConfig, preprocess
 from rfsense.data.quality import QualityConfig
 from rfsense.deploy.health import Verdict, check_streams
 from rfsense.deploy.health import batch_size as _count_samples
-from rfsense.deploy.manifest import manifest_path_for, read_manifest, sha256_bytes
+from rfsense.deploy.manifest import FORMAT_V1, GRAPHS, manifest_path_for, read_manifest, sha256_bytes
+from rfsense.deploy.plausibility import Plausibility, check_distribution, read_plausibility
 from rfsense.deploy.session import make_session
 from rfsense.errors import ConfigError, ModelFileError
 from rfsense.modalities import LETTERS, MODALITIES
@@ -62,7 +72,8 @@ class Prediction:
         top: up to top_k (class_index, class_name, probability), most probable first; empty when status is
             "no_prediction".
         modalities_used: modalities that reached the model, in MODALITIES order.
-        verdicts: modality -> health Verdict (every modality, absent ones included).
+        verdicts: modality -> health Verdict (every modality, absent ones included; with its OOD score when
+            the model computed one).
         status: "ok" or "no_prediction".
         reason: why there is no prediction, or what was repaired/masked ("" when all streams were clean).
     """
@@ -86,17 +97,29 @@ class Prediction:
         }
 
 
+def _masked(old: Verdict, status: str, reason: str, ood: float | None = None) -> Verdict:
+    """A stream's verdict once a later check masks it: repair notes dropped (they no longer matter)."""
+    keep = [r for r in old.reasons if ": repaired " not in r]
+    return Verdict(old.modality, status, [*keep, reason], ood if ood is not None else old.ood)
+
+
 class Runtime:
-    """An exported model ready for inference, with its manifest checked.
+    """An exported model ready for inference, with its manifest and every graph's sha256 checked.
 
     Attributes:
-        model_path, manifest_path: the files.
-        manifest: the manifest dict.
+        model_path, manifest_path: the entry file given (the fusion graph of an rfsense-onnx/2 export) and its
+            manifest.
+        manifest: the manifest dict; format: its format string.
         class_names: list of n_classes names (from the manifest).
         preprocessing: PreprocessConfig from the manifest (the one training used).
         health: QualityConfig from the manifest (the one packing used); may be replaced before predict().
-        providers: what the onnxruntime session really runs on, e.g. ["CPUExecutionProvider"].
-        session: the onnxruntime InferenceSession.
+        plausibility: `rfsense.deploy.plausibility.Plausibility` of an rfsense-onnx/2 export (None for /1); its
+            ``config`` may be replaced (e.g. ``dataclasses.replace(rt.plausibility.config, ood=False)``).
+        providers: what the onnxruntime sessions really run on, e.g. ["CPUExecutionProvider"].
+        sessions: part -> onnxruntime InferenceSession: "fusion" and each modality (rfsense-onnx/2), or "model".
+        session: the fusion session (rfsense-onnx/2) or the single graph's (rfsense-onnx/1).
+        token_shape: (n_tokens, d) of the encoders' tokens (rfsense-onnx/2; None for /1).
+        parallel: whether `predict` runs the streams of a batch concurrently (see __init__).
     """
 
     def __init__(
@@ -104,18 +127,25 @@ class Runtime:
         model_path: str | os.PathLike[str],
         providers: Literal["auto", "cpu", "cuda"] = "auto",
         threads: int | None = None,
+        parallel: bool = True,
     ) -> None:
         """Load and verify a model.
 
         Args:
-            model_path: the .onnx file; its manifest is `manifest_path_for(model_path)`.
+            model_path: the .onnx file; its manifest is `manifest_path_for(model_path)`. For an rfsense-onnx/2
+                export the encoder graphs the manifest names are read from the same folder.
             providers: "auto" (CUDA when a device is really usable, else CPU), "cpu", or "cuda" (fail if
                 CUDA cannot be used).
-            threads: onnxruntime intra-op threads; None lets onnxruntime choose (one per physical core).
+            threads: onnxruntime intra-op threads per session; None lets onnxruntime choose (one per
+                physical core).
+            parallel: in `predict`, run the streams of a batch (preprocessing, checks, encoder) concurrently
+                in a small thread pool, so one stream's preprocessing overlaps another's encoder; the result
+                is the same either way.
 
         Raises:
-            ModelFileError: model or manifest missing, malformed, or the model's sha256 differs from the
-                manifest's; the model does not have the contract's inputs/outputs.
+            ModelFileError: a model file or the manifest missing or malformed, or any graph's sha256 differs
+                from the manifest's (all are checked before any session is built); a graph without the
+                contract's inputs/outputs.
             ProviderError: providers="cuda" but CUDA is not usable here.
             ConfigError: bad `providers` or `threads` value.
         """
@@ -124,19 +154,20 @@ class Runtime:
         if not self.model_path.is_file():
             raise ModelFileError(f"model file {self.model_path} not found")
         self.manifest = read_manifest(self.manifest_path)
+        self.format: str = self.manifest["format"]
+        split = self.format != FORMAT_V1
 
-        # Hash the very bytes the session is built from, so the file cannot change in between.
-        model_bytes = self.model_path.read_bytes()
-        actual, expected = sha256_bytes(model_bytes), self.manifest["sha256"].lower()
-        if actual != expected:
-            raise ModelFileError(
-                f"model file {self.model_path} has sha256 {actual}, but its manifest {self.manifest_path} "
-                f"says {expected}: the model or the manifest was changed or corrupted; re-export them together"
-            )
-        named = self.manifest.get("model_file")
+        # Hash the very bytes the sessions are built from, so no file can change in between; all before any run.
+        named = self.manifest["graphs"]["fusion"]["file"] if split else self.manifest.get("model_file")
+        files = {"model": (self.model_path, self.manifest.get("sha256", ""))}
+        if split:
+            files = {p: (self.model_path.parent / self.manifest["graphs"][p]["file"], self.manifest["graphs"][p]["sha256"])
+                     for p in GRAPHS}
+            files["fusion"] = (self.model_path, files["fusion"][1])
+        blobs = {p: self._verified_bytes(path, sha) for p, (path, sha) in files.items()}
         if named is not None and named != self.model_path.name:
             _logger.warning(
-                "manifest %s names model_file %r but the model is %s (the sha256 matches, so it was renamed)",
+                "manifest %s names model file %r but the model is %s (the sha256 matches, so it was renamed)",
                 self.manifest_path, named, self.model_path.name,
             )
 
@@ -146,74 +177,208 @@ class Runtime:
             self.health = from_data(QualityConfig, self.manifest["health"], "health")
         except ConfigError as err:
             raise ModelFileError(f"manifest {self.manifest_path}: {err}") from None
+        self.plausibility: Plausibility | None = (
+            read_plausibility(self.manifest["plausibility"], str(self.manifest_path)) if split else None)
         self.input_shapes: dict[str, tuple[int, ...]] = {
             m: tuple(self.manifest["inputs"][m]["shape"][1:]) for m in MODALITIES
         }
-        self.session = make_session(model_bytes, providers=providers, threads=threads, name=str(self.model_path))
+        self.token_shape: tuple[int, int] | None = tuple(self.manifest["tokens"]["shape"][1:]) if split else None  # type: ignore[assignment]
+        self._files = {p: path for p, (path, _) in files.items()}
+        self.sessions = {p: make_session(blob, providers=providers, threads=threads, name=str(files[p][0]))
+                         for p, blob in blobs.items()}
+        self.session = self.sessions["fusion" if split else "model"]
+        self.parallel = parallel
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = (threads or os.cpu_count() or 1) if parallel else 1  # for the WiFi filters of one batch
         self.providers: list[str] = list(self.session.get_providers())
-        self._check_session()
-        _logger.info("loaded %s (sha256 %s...) on %s", self.model_path, actual[:12], ", ".join(self.providers))
+        self._check_sessions()
+        _logger.info("loaded %s (%s, %d graph(s)) on %s", self.model_path, self.format, len(self.sessions),
+                     ", ".join(self.providers))
 
-    def _check_session(self) -> None:
-        """The graph must have exactly the contract's inputs and the logits output, with matching shapes."""
-        got = {i.name: i for i in self.session.get_inputs()}
-        want = [*MODALITIES, "present"]
-        if sorted(got) != sorted(want):
-            raise ModelFileError(f"model {self.model_path} has inputs {sorted(got)}; expected {want}")
-        for name in want:
-            spec = self.manifest["inputs"][name]
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:  # its idle threads would otherwise live until the interpreter exits
+            pool.shutdown(wait=False)
+
+    def _verified_bytes(self, path: Path, expected: str) -> bytes:
+        if not path.is_file():
+            raise ModelFileError(f"model file {path} not found; its manifest {self.manifest_path} lists it: "
+                                 "keep every file of an export together")
+        data = path.read_bytes()
+        actual = sha256_bytes(data)
+        if actual != expected.lower():
+            raise ModelFileError(
+                f"model file {path} has sha256 {actual}, but its manifest {self.manifest_path} says {expected}: "
+                f"the model or the manifest was changed or corrupted; re-export them together"
+            )
+        return data
+
+    # ---------------------------------------------------------------------------- contract checks
+
+    def _check_io(self, part: str, want_inputs: dict[str, tuple[str, list[Any]]], want_outputs: dict[str, list[Any]]) -> None:
+        """A session's inputs must be exactly `want_inputs` (name -> (dtype, shape after batch)) and its outputs
+        must include `want_outputs` (name -> shape after batch)."""
+        sess, path = self.sessions[part], self._files[part]
+        got = {i.name: i for i in sess.get_inputs()}
+        if sorted(got) != sorted(want_inputs):
+            raise ModelFileError(f"model {path} ({part}) has inputs {sorted(got)}; expected {list(want_inputs)}")
+        for name, (dtype, shape) in want_inputs.items():
             node = got[name]
-            if node.type != _ORT_DTYPES[spec["dtype"]]:
-                raise ModelFileError(f"model {self.model_path}: input {name} is {node.type}; manifest says {spec['dtype']}")
-            if [d for d in node.shape[1:]] != spec["shape"][1:]:
-                raise ModelFileError(
-                    f"model {self.model_path}: input {name} has shape {node.shape}; manifest says {spec['shape']}"
-                )
-        outs = {o.name: o for o in self.session.get_outputs()}
-        if "logits" not in outs:
-            raise ModelFileError(f"model {self.model_path} has outputs {sorted(outs)}; expected 'logits'")
-        width = outs["logits"].shape[-1] if outs["logits"].shape else None
-        if width != len(self.class_names):  # else every call would fail, or answer with the wrong names
-            raise ModelFileError(f"model {self.model_path}: output logits has {width} classes but its manifest "
-                                 f"lists {len(self.class_names)} class names")
+            if node.type != _ORT_DTYPES[dtype]:
+                raise ModelFileError(f"model {path} ({part}): input {name} is {node.type}; manifest says {dtype}")
+            if list(node.shape[1:]) != list(shape):
+                raise ModelFileError(f"model {path} ({part}): input {name} has shape {node.shape}; manifest says "
+                                     f"['batch', {', '.join(map(str, shape))}]")
+        outs = {o.name: o for o in sess.get_outputs()}
+        for name, shape in want_outputs.items():
+            if name not in outs:
+                raise ModelFileError(f"model {path} ({part}) has outputs {sorted(outs)}; expected {name!r}")
+            if list(outs[name].shape[1:]) != list(shape):
+                what = (f"output logits has {outs[name].shape[-1] if outs[name].shape else None} classes but its "
+                        f"manifest lists {len(self.class_names)} class names") if name == "logits" else (
+                        f"output {name} has shape {outs[name].shape}; expected ['batch', {', '.join(map(str, shape))}]")
+                raise ModelFileError(f"model {path} ({part}): {what}")
+
+    def _check_sessions(self) -> None:
+        """Every graph must have exactly the contract's inputs and its outputs, with matching shapes: a model
+        whose logits width differs from the class list would fail on every call, or answer with wrong names."""
+        spec = {m: ("float32", self.manifest["inputs"][m]["shape"][1:]) for m in MODALITIES}
+        present = ("bool", self.manifest["inputs"]["present"]["shape"][1:])
+        logits = {"logits": [len(self.class_names)]}
+        if self.token_shape is None:
+            self._check_io("model", {**spec, "present": present}, logits)
+            return
+        tokens = list(self.token_shape)
+        for m in MODALITIES:
+            self._check_io(m, {m: spec[m]}, {"tokens": tokens, "ood": []})
+        self._check_io("fusion", {**{f"tokens_{m}": ("float32", tokens) for m in MODALITIES}, "present": present}, logits)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    def logits(self, inputs: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
-        """Run the graph on already preprocessed inputs (no health check, no preprocessing).
+    def _require_split(self, what: str) -> None:
+        if self.token_shape is None:
+            raise ModelFileError(f"{what} needs an rfsense-onnx/2 export (one graph per encoder); {self.model_path} is "
+                                 f"{self.format}: re-export it with `rfsense export`")
 
-        For parity and stress tools. Args: inputs[m] float32 (B, *input_shapes[m]) for every modality
-        (zeros where absent), present bool (B, 3). Returns float32 (B, n_classes).
+    # ------------------------------------------------------------------------------ the steps
+
+    def check(self, inputs: dict[str, npt.ArrayLike | None]) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict[str, Verdict]]]:
+        """Health checks on raw streams with the manifest's thresholds (`rfsense.deploy.health.check_streams`).
+
+        Returns:
+            (arrays, present, verdicts): arrays[m] float (B, *SHAPES[m]) repaired, unusable rows zero-filled (may
+            be the caller's own array: read-only); present bool (B, 3); verdicts[i][m] a Verdict.
+
+        Raises:
+            DataError: an unknown modality key, or inputs that disagree on the batch size.
         """
-        feeds: dict[str, np.ndarray] = {m: np.ascontiguousarray(inputs[m], dtype=np.float32) for m in MODALITIES}
-        feeds["present"] = np.ascontiguousarray(present, dtype=bool)
+        return check_streams(inputs, self.health)
+
+    def prepare(self, modality: str, raw: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """The shared preprocessing with the manifest's settings, nothing else: (n, *SHAPES[m]) -> float32.
+
+        Values the filters overflow come out non-finite (`screen` catches them).
+        """
+        with np.errstate(all="ignore"):  # overflow in filters of absurd values is caught by screen(), per row
+            return preprocess(modality, raw, self.preprocessing, workers=self._workers)
+
+    def screen(self, modality: str, feeds: np.ndarray) -> list[Verdict | None]:
+        """Checks of preprocessed rows (n, *input_shape): per row None (fine) or the Verdict that masks it.
+
+        "failed" when preprocessing gave non-finite values (absurd input beyond float32), "implausible" when the
+        distribution score is above its threshold (rfsense-onnx/2, `rfsense.deploy.plausibility`).
+        """
+        n = len(feeds)
+        out: list[Verdict | None] = [None] * n
+        finite = np.isfinite(feeds.reshape(n, -1)).all(axis=1)
+        for i in np.flatnonzero(~finite):
+            out[i] = Verdict(modality, "failed", [f"{modality}: preprocessing could not use this stream (values out of range?)"])
+        stats = self.plausibility.distribution.get(modality) if self.plausibility else None
+        if stats is not None and self.plausibility.config.distribution and finite.any():  # type: ignore[union-attr]
+            rows = np.flatnonzero(finite)
+            bad, why, _ = check_distribution(modality, feeds if rows.size == n else feeds[rows], *stats)
+            for k in np.flatnonzero(bad):
+                out[rows[k]] = Verdict(modality, "implausible", [why[k]])  # type: ignore[list-item]
+        return out
+
+    def encode(self, modality: str, feeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run one modality's encoder graph on preprocessed rows (n, *input_shapes[m]) (rfsense-onnx/2 only).
+
+        Returns:
+            tokens float32 (n, n_tokens, d) and the OOD score float32 (n,).
+
+        Raises:
+            ModelFileError: an rfsense-onnx/1 export (one graph: no encoders of its own).
+        """
+        self._require_split("encode")
+        tokens, ood = self.sessions[modality].run(["tokens", "ood"], {modality: np.ascontiguousarray(feeds, dtype=np.float32)})
+        return tokens, ood
+
+    def fuse(self, tokens: dict[str, np.ndarray | None], present: np.ndarray) -> np.ndarray:
+        """Run the fusion graph (rfsense-onnx/2 only).
+
+        Args:
+            tokens: modality -> float32 (B, n_tokens, d), or None / missing for a modality absent in every row.
+                The tokens of a row whose modality is not present are ignored (zeroed inside the graph).
+            present: bool (B, 3) in MODALITIES order.
+
+        Returns:
+            float32 logits (B, n_classes).
+        """
+        self._require_split("fuse")
+        present = np.ascontiguousarray(present, dtype=bool)
+        feeds: dict[str, np.ndarray] = {"present": present}
+        for m in MODALITIES:
+            t = tokens.get(m)
+            feeds[f"tokens_{m}"] = (np.zeros((len(present), *self.token_shape), np.float32) if t is None  # type: ignore[misc]
+                                    else np.ascontiguousarray(t, dtype=np.float32))
         return self.session.run(["logits"], feeds)[0]
 
-    def _preprocess(self, modality: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Shared preprocessing of the healthy rows: float64 (n, *SHAPES[m]) -> (float32 (n, *in), ok bool[n]).
+    def logits(self, inputs: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+        """Run the model on already preprocessed inputs (no checks, no preprocessing).
 
-        Rows whose output is not finite (absurd values that overflow float32 in the filters) are not ok, so
-        nothing non-finite ever reaches the graph.
+        Args: inputs[m] float32 (B, *input_shapes[m]) (zeros or anything where absent; a modality absent in
+        every row may be missing), present bool (B, 3). Returns float32 (B, n_classes). With an rfsense-onnx/2
+        export only the encoders of modalities present in some row run, on those rows only.
         """
-        with np.errstate(all="ignore"):  # overflow in filters of absurd values is caught below, per row
-            y = preprocess(modality, x, self.preprocessing)
-        ok = np.isfinite(y.reshape(len(y), -1)).all(axis=1)
-        y[~ok] = 0.0
-        return y, ok
+        present = np.ascontiguousarray(present, dtype=bool)
+        if self.token_shape is None:
+            n = len(present)
+            feeds = {m: (np.ascontiguousarray(inputs[m], dtype=np.float32) if inputs.get(m) is not None
+                         else np.zeros((n, *self.input_shapes[m]), np.float32)) for m in MODALITIES}
+            return self.session.run(["logits"], {**feeds, "present": present})[0]
+        return self.fuse(self._tokens(inputs, present), present)
+
+    def _tokens(self, inputs: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.ndarray | None]:
+        """Tokens of each modality on the rows that have it (zeros elsewhere); None where no row has it."""
+        out: dict[str, np.ndarray | None] = {}
+        for j, m in enumerate(MODALITIES):
+            rows = np.flatnonzero(present[:, j])
+            if rows.size == 0:
+                out[m] = None
+            elif rows.size == len(present):
+                out[m] = self.encode(m, inputs[m])[0]
+            else:
+                out[m] = np.zeros((len(present), *self.token_shape), np.float32)  # type: ignore[misc]
+                out[m][rows] = self.encode(m, np.asarray(inputs[m])[rows])[0]
+        return out
+
+    # --------------------------------------------------------------------------------- predict
 
     def predict(
         self, inputs: dict[str, npt.ArrayLike | None], top_k: int = 5, batch_size: int = 16
     ) -> list[Prediction]:
-        """Health-check, preprocess and classify a batch of samples.
+        """Health-check, preprocess, plausibility-check and classify a batch of samples.
 
         Args:
-            inputs: modality -> raw array (B, *SHAPES[m]) (mmwave also (B, 1, 17, 256, 128)), any real dtype,
-                or None / missing for an absent modality. A stream with the wrong shape or dtype does not
-                raise: it fails its health check for every sample and the others still count.
+            inputs: modality -> raw array (B, *SHAPES[m]) (mmwave also (B, 1, 17, 256, 128)), float16/32/64
+                (integer arrays are implausible), or None / missing for an absent modality. A stream with the
+                wrong shape or dtype does not raise: it fails its health check for every sample and the others
+                still count.
             top_k: number of classes reported per sample (capped at n_classes).
-            batch_size: samples per health-check/preprocess/ONNX chunk (bounds memory).
+            batch_size: samples per check/preprocess/ONNX chunk (bounds memory).
 
         Returns:
             One Prediction per sample, in input order. Probabilities are always finite.
@@ -232,34 +397,85 @@ class Runtime:
             preds.extend(self._predict_chunk(sub, stop - start, top_k))
         return preds
 
+    def _modality(self, m: str, x: np.ndarray) -> tuple[np.ndarray, list[Verdict | None], np.ndarray | None, np.ndarray | None]:
+        """One modality's usable rows: preprocessed feeds, screen verdicts, and (rfsense-onnx/2) tokens and OOD
+        scores of the rows the screen passed."""
+        feeds = self.prepare(m, x)
+        flags = self.screen(m, feeds)
+        if self.token_shape is None:
+            return feeds, flags, None, None
+        ok = np.array([f is None for f in flags])
+        if not ok.any():
+            return feeds, flags, None, None
+        tokens, ood = self.encode(m, feeds if ok.all() else feeds[ok])
+        return feeds, flags, tokens, ood
+
+    def _run_modalities(self, arrays: dict[str, np.ndarray], present: np.ndarray) -> dict[str, Any]:
+        """`_modality` for every modality with usable rows; concurrently when there are several (numpy, scipy and
+        onnxruntime release the GIL, so one stream's preprocessing overlaps another's encoder)."""
+        jobs = {m: (arrays[m] if present[:, j].all() else arrays[m][present[:, j]])
+                for j, m in enumerate(MODALITIES) if present[:, j].any()}
+        if len(jobs) < 2 or not self.parallel:
+            return {m: self._modality(m, x) for m, x in jobs.items()}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=len(MODALITIES), thread_name_prefix="rfsense-runtime")
+        futures = {m: self._pool.submit(self._modality, m, x) for m, x in jobs.items()}
+        del jobs  # the pool's tasks hold the only references: each frees its input when done
+        return {m: f.result() for m, f in futures.items()}
+
     def _predict_chunk(self, inputs: dict[str, Any], n: int, top_k: int) -> list[Prediction]:
-        arrays, present, verdicts = check_streams(inputs, self.health)
+        arrays, present, verdicts = self.check(inputs)
         assert present.shape[0] == n, f"chunk of {n} samples came back as {present.shape[0]}"
-        feeds: dict[str, np.ndarray] = {}
+        split = self.token_shape is not None
+        plaus = self.plausibility
+        model_in: dict[str, np.ndarray | None] = dict.fromkeys(MODALITIES)
+        results = self._run_modalities(arrays, present)
+        del arrays  # the raw float copies (mmWave is 4.5 MB per sample in float64) are no longer needed
         for j, m in enumerate(MODALITIES):
-            feeds[m] = np.zeros((n, *self.input_shapes[m]), dtype=np.float32)
             rows = np.flatnonzero(present[:, j])
             if rows.size == 0:
                 continue
-            x, ok = self._preprocess(m, arrays[m][rows])
-            feeds[m][rows[ok]] = x[ok]
-            for i in rows[~ok]:
-                present[i, j] = False
-                keep = [r for r in verdicts[i][m].reasons if ": repaired " not in r]
-                why = f"{m}: preprocessing could not use this stream (values out of range?)"
-                verdicts[i][m] = Verdict(m, "failed", [*keep, why])
-            arrays[m] = None  # free the float64 copy early (mmWave is 4.5 MB per sample)
+            feeds, flags, tokens, ood = results.pop(m)
+            for k, flag in enumerate(flags):
+                if flag is not None:
+                    i = rows[k]
+                    present[i, j] = False
+                    verdicts[i][m] = _masked(verdicts[i][m], flag.status, flag.reasons[0])
+            good = rows[[f is None for f in flags]]
+            if not split:
+                model_in[m] = np.zeros((n, *self.input_shapes[m]), np.float32)
+                model_in[m][good] = feeds[[f is None for f in flags]]  # type: ignore[index]
+                continue
+            if tokens is None:
+                continue
+            threshold = plaus.ood_threshold.get(m) if plaus is not None and plaus.config.ood else None
+            for k, i in enumerate(good):
+                score = float(ood[k])  # type: ignore[index]
+                verdicts[i][m].ood = score
+                if threshold is not None and not score <= threshold:  # NaN counts as out of distribution
+                    present[i, j] = False
+                    verdicts[i][m] = _masked(
+                        verdicts[i][m], "implausible",
+                        f"{m}: out of distribution: score {score:.3g} above {threshold:.3g} (Mahalanobis distance of "
+                        f"its embedding to the nearest class mean; threshold from held-out training rows)", score)
+            model_in[m] = tokens if good.size == n else _scatter(tokens, good, n)
 
         run = np.flatnonzero(present.any(axis=1))  # samples with nothing usable never reach the model
         probs = np.full((n, self.n_classes), np.nan)
         if run.size:
-            logits = self.logits({m: feeds[m][run] for m in MODALITIES}, present[run])
+            part = {m: (v if v is None or run.size == n else v[run]) for m, v in model_in.items()}
+            if split:
+                logits = self.fuse(part, present[run])
+            else:
+                logits = self.logits(part, present[run])  # type: ignore[arg-type]
             probs[run] = softmax(logits)
+        return self._predictions(verdicts, present, probs, top_k)
 
+    def _predictions(self, verdicts: list[dict[str, Verdict]], present: np.ndarray, probs: np.ndarray,
+                     top_k: int) -> list[Prediction]:
         k = min(top_k, self.n_classes)
         out: list[Prediction] = []
-        for i in range(n):
-            v = verdicts[i]
+        for i, v in enumerate(verdicts):
             used = [m for j, m in enumerate(MODALITIES) if present[i, j]]
             notes = [r for m in MODALITIES if v[m].status not in ("ok", "absent") for r in v[m].reasons]
             if not used:
@@ -273,6 +489,13 @@ class Runtime:
                 top = [(int(c), self.class_names[c], float(probs[i, c])) for c in order]
                 out.append(Prediction(top, used, v, "ok", "; ".join(notes), probs=probs[i].copy()))
         return out
+
+
+def _scatter(rows_values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """(len(rows), ...) values placed at `rows` of an (n, ...) zero array."""
+    out = np.zeros((n, *rows_values.shape[1:]), dtype=rows_values.dtype)
+    out[rows] = rows_values
+    return out
 
 
 def _rows(value: Any, start: int, stop: int) -> Any:

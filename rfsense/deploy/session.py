@@ -6,8 +6,10 @@ CUDA is asked for only when a device is really there, and what the session got i
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import glob
+import io
 import logging
 import os
 import sys
@@ -54,9 +56,23 @@ def cuda_device_usable() -> tuple[bool, str]:
     return True, ""
 
 
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA pip wheels (``pip install 'onnxruntime-gpu[cuda,cudnn]'``) when they
+    are installed: onnxruntime does not search there on its own (importing a matching torch first has the same
+    effect). Best effort and quiet (it prints its own warnings): what the session really got is checked after."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is None:
+        return
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            preload()
+    except Exception as err:  # a failed preload only means the default library search applies
+        _logger.debug("onnxruntime.preload_dlls() failed: %s", err)
+
+
 def make_session(
     model: bytes | str | os.PathLike[str], *, providers: str = "cpu", threads: int | None = None,
-    name: str = "", graph_optimization: bool = True,
+    name: str = "", graph_optimization: bool = True, spinning: bool = False,
 ) -> ort.InferenceSession:
     """An InferenceSession on the requested providers.
 
@@ -64,6 +80,9 @@ def make_session(
         model: the serialised model (hash-checked bytes) or its path. name: the file, for messages.
         providers: "auto" (CUDA when a device is really usable, else CPU), "cpu", or "cuda" (fail if CUDA
             cannot be used). threads: intra-op threads; None lets onnxruntime choose (one per physical core).
+        spinning: let idle intra-op threads spin for work (onnxruntime's default). Off here: the runtime
+            alternates numpy/scipy work with short graph runs, and threads spinning after each run take the
+            cores that work needs (on 2 cores, batch 1: 62 ms instead of 19 ms per prediction, measured).
 
     Raises:
         ConfigError: bad providers/threads. ProviderError: CUDA requested but not usable or fell back.
@@ -78,6 +97,7 @@ def make_session(
     opts.log_severity_level = 3  # errors only from this session; the outcome is reported by the caller
     if threads is not None:
         opts.intra_op_num_threads = threads  # an explicit count also disables ORT's thread pinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if not graph_optimization:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     want_cuda = False
@@ -94,6 +114,7 @@ def make_session(
             return ort.InferenceSession(source, opts, providers=[_CPU])
         # A failed CUDA provider load logs errors through the default logger and then silently falls
         # back to CPU; silence it for this one attempt and check what the session really got.
+        _preload_cuda_libraries()
         ort.set_default_logger_severity(4)
         try:
             session = ort.InferenceSession(source, opts, providers=[_CUDA, _CPU])

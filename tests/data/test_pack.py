@@ -107,17 +107,21 @@ def test_pack_records_quality_counts_and_raw_scales(synth_root, synth_pack):
 
 
 def test_samples_the_runtime_would_refuse_are_not_trained_on(synth_root, tmp_path):
-    """One bad-data policy: a flat-lined WiFi file is finite and well-shaped, but fails the quality rule."""
+    """One bad-data policy: a flat-lined WiFi file is finite and well-shaped, but fails the quality rule; a file of
+    negative amplitudes is implausible (check 0) and refused the same way."""
     import shutil
 
     root = tmp_path / "root"
     shutil.copytree(synth_root, root)
     np.save(root / "WiFi" / "1_2_3.npy", np.full((270, 1000), 12.0))
+    np.save(root / "WiFi" / "1_3_3.npy", -np.load(root / "WiFi" / "1_3_3.npy"))
     p = pack(root, tmp_path / "p", spec=TINY_SPLIT)
     train = p.split("train")
-    row = [tuple(k) for k in train.keys].index((1, 2, 3))
-    assert train.usable[row].tolist() == [True, False, True]
+    keys = [tuple(k) for k in train.keys]
+    assert train.usable[keys.index((1, 2, 3))].tolist() == [True, False, True]
+    assert train.usable[keys.index((1, 3, 3))].tolist() == [True, False, True]
     assert p.meta["status_counts"]["train"]["wifi"]["failed"] == 1
+    assert p.meta["status_counts"]["train"]["wifi"]["implausible"] == 1
 
 
 def test_two_packers_of_one_folder_do_not_collide(synth_root, tmp_path):

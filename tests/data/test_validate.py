@@ -46,7 +46,7 @@ def test_every_problem_reported_with_path(broken):
                             "missing_partner", "bad_name"}
     # the quality rule packing and the runtime apply: this WiFi file is zeros once its NaN are repaired
     assert by_kind["unusable"].path.endswith("WiFi/1_5_1.npy") and "all values are zero" in by_kind["unusable"].message
-    assert report.status_counts["wifi"] == {"ok": 1, "degraded": 0, "repaired": 0, "failed": 1}
+    assert report.status_counts["wifi"] == {"ok": 1, "degraded": 0, "repaired": 0, "implausible": 0, "failed": 1}
     assert report.status_counts["rfid"]["ok"] == 5
     assert by_kind["zero_byte"].path.endswith("WiFi/1_1_1.npy")
     assert by_kind["truncated"].path.endswith("WiFi/1_2_1.npy")

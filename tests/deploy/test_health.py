@@ -31,8 +31,8 @@ def test_clean_streams_are_ok_and_unchanged(streams):
     for v in verdicts:
         assert {m: (x.status, x.reasons) for m, x in v.items()} == {m: ("ok", []) for m in MODALITIES}
     for m in MODALITIES:
-        assert arrays[m].dtype == np.float64 and arrays[m].shape == (2, *SHAPES[m])
-        np.testing.assert_array_equal(arrays[m], s[m].astype(np.float64))
+        assert arrays[m].dtype == s[m].dtype and arrays[m].shape == (2, *SHAPES[m])  # no copy, no cast
+        np.testing.assert_array_equal(arrays[m], s[m])
 
 
 def test_absent_modality(streams):
@@ -212,11 +212,26 @@ def test_wrong_shape_fails_that_modality_only(streams):
     assert arrays["wifi"].shape == (3, 270, 1000) and not arrays["wifi"].any()
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int16, np.int64])
-def test_real_dtypes_are_accepted(streams, dtype):
-    x = (streams(1)["rfid"] * 1000).astype(dtype)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_dtypes_are_accepted(streams, dtype):
+    x = streams(1)["rfid"].astype(dtype)
     arrays, present, _ = check_streams({"rfid": x}, HealthConfig())
-    assert present[0, 2] and arrays["rfid"].dtype == np.float64
+    assert present[0, 2] and arrays["rfid"].dtype == (np.float64 if dtype == np.float64 else np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint16, np.int64, bool])
+def test_integer_arrays_are_implausible_by_rule(streams, dtype):
+    """The documented rule: integer arrays are refused (raw counts of unknown scale), never guessed at."""
+    x = np.clip(streams(2)["wifi"], 0, 100).astype(dtype)
+    arrays, present, verdicts = check_streams({"wifi": x}, HealthConfig())
+    assert not present[:, 1].any() and not arrays["wifi"].any()
+    for v in verdicts:
+        assert v["wifi"].status == "implausible" and not v["wifi"].usable
+        assert v["wifi"].reasons == [
+            f"wifi: {np.dtype(dtype)} array; the contract's streams are floating point (CSI amplitude), and integers "
+            "are raw counts or quantised data of unknown scale: convert explicitly (x.astype(float)) when the values "
+            "already are in these units"
+        ]
 
 
 def test_complex_dtype_fails(streams):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from rfsense.cli import main
 from rfsense.data.synth.writer import raw_paths, tag_map_path
-from tests.deploy.conftest import write_toy_model
+from tests.deploy.conftest import UNCHECKED, write_toy_model
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def raw(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("raw")
     r = CliRunner().invoke(main, ["synth", str(root), "--volunteers", "1", "--actions", "1", "--trials", "1", "--raw"])
     assert r.exit_code == 0, r.output
-    model = write_toy_model(tmp_path_factory.mktemp("export"))
+    model = write_toy_model(tmp_path_factory.mktemp("export"), plausibility=UNCHECKED)
     return {**raw_paths(root, 1, 1, 1), "tag_map": tag_map_path(root, 1), "model": model.path}
 
 

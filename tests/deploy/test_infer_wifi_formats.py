@@ -26,8 +26,8 @@ MAPPED = {
 
 
 @pytest.mark.parametrize("fmt", sorted(CAPTURES))
-def test_infer_each_real_capture(fmt: str, toy_model) -> None:
-    r = CliRunner().invoke(main, ["infer", str(toy_model.path), str(CAPTURES[fmt]), "--format", "jsonl"])
+def test_infer_each_real_capture(fmt: str, toy_model_unchecked) -> None:
+    r = CliRunner().invoke(main, ["infer", str(toy_model_unchecked.path), str(CAPTURES[fmt]), "--format", "jsonl"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert len(rows) == 1  # each capture is < 5 s: one edge-held window
@@ -48,9 +48,9 @@ def test_infer_each_real_capture(fmt: str, toy_model) -> None:
     ("esp32", "atheros", "not an Atheros CSI Tool log"),
     ("intel5300", "atheros", "Atheros CSI Tool"),
 ])
-def test_forcing_the_wrong_input_format_is_one_error_line(fmt: str, forced: str, says: str, toy_model) -> None:
+def test_forcing_the_wrong_input_format_is_one_error_line(fmt: str, forced: str, says: str, toy_model_unchecked) -> None:
     path = CAPTURES.get(fmt, RECORDINGS / "intel5300" / "sample_0x1_ap.dat")
-    r = CliRunner().invoke(main, ["infer", str(toy_model.path), str(path), "--input-format", forced])
+    r = CliRunner().invoke(main, ["infer", str(toy_model_unchecked.path), str(path), "--input-format", forced])
     assert r.exit_code == 1 and "Traceback" not in r.output
     errors = [line for line in r.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and str(path) in errors[0] and says in errors[0], r.output

@@ -96,18 +96,50 @@ def test_loads_and_reports_cpu(toy_model):
     assert rt.health == QualityConfig()
 
 
-def test_sha256_mismatch_is_refused(toy_model):
-    data = bytearray(toy_model.path.read_bytes())
+@pytest.mark.parametrize("part", ["fusion", *MODALITIES])
+def test_sha256_mismatch_of_any_graph_is_refused_before_anything_runs(toy_model, part, monkeypatch):
+    path = toy_model.path.parent / toy_model.manifest["graphs"][part]["file"]
+    data = bytearray(path.read_bytes())
     data[-1] ^= 0x01  # flip one bit of the last byte
-    toy_model.path.write_bytes(bytes(data))
+    path.write_bytes(bytes(data))
+    built = []
+    monkeypatch.setattr("rfsense.deploy.runtime.make_session", lambda *a, **k: built.append(a))
     with pytest.raises(ModelFileError) as info:
         Runtime(toy_model.path, providers="cpu")
     msg = str(info.value)
     import hashlib
 
     assert hashlib.sha256(bytes(data)).hexdigest() in msg
-    assert toy_model.manifest["sha256"] in msg
-    assert str(toy_model.path) in msg and "re-export" in msg
+    assert toy_model.manifest["graphs"][part]["sha256"] in msg
+    assert str(path) in msg and "re-export" in msg
+    assert built == [], "no session may be built before every graph is verified"
+
+
+def test_missing_encoder_graph_is_refused(toy_model):
+    (toy_model.path.parent / toy_model.manifest["graphs"]["wifi"]["file"]).unlink()
+    with pytest.raises(ModelFileError, match=r"toy\.wifi\.onnx not found; its manifest .* lists it"):
+        Runtime(toy_model.path, providers="cpu")
+
+
+def test_v1_export_still_loads_and_predicts(toy_model_v1, streams, toy_reference):
+    """An rfsense-onnx/1 export (one graph, no OOD output, no plausibility statistics) keeps working."""
+    rt = Runtime(toy_model_v1.path, providers="cpu", threads=1)
+    assert rt.format == "rfsense-onnx/1" and rt.plausibility is None and list(rt.sessions) == ["model"]
+    raw = streams(3)
+    raw["rfid"][1] = 4.0  # flat: masked
+    preds = rt.predict(raw, top_k=N_CLASSES)
+    present = np.array([[True, True, True], [True, True, False], [True, True, True]])
+    expected = _reference_probs(raw, present, toy_reference)
+    for i, p in enumerate(preds):
+        np.testing.assert_allclose(p.probs, expected[i], rtol=1e-5, atol=1e-7)
+        assert all(v.ood is None for v in p.verdicts.values())
+    with pytest.raises(ModelFileError, match="needs an rfsense-onnx/2 export"):
+        rt.encode("wifi", np.zeros((1, *SHAPES["wifi"]), np.float32))
+    data = bytearray(toy_model_v1.path.read_bytes())
+    data[-1] ^= 0x01
+    toy_model_v1.path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        Runtime(toy_model_v1.path, providers="cpu")
 
 
 def test_missing_manifest(toy_model):
@@ -132,7 +164,15 @@ def test_missing_model(tmp_path):
         (lambda m: json.dumps({**m, "class_names": m["class_names"][:54]}), "list of 55 strings"),
         (lambda m: json.dumps({**m, "health": {"flat_sd": 1}}), "unknown key 'health.flat_sd'"),
         (lambda m: json.dumps({**m, "preprocessing": {"wifi": {"lowpas_hz": 1}}}), "unknown key 'preprocessing.wifi.lowpas_hz'"),
-        (lambda m: json.dumps({**m, "sha256": "abc"}), "64 hex digits"),
+        (lambda m: json.dumps({**m, "graphs": {**m["graphs"], "wifi": {**m["graphs"]["wifi"], "sha256": "abc"}}}),
+         "graphs.wifi.sha256 must be 64 hex digits"),
+        (lambda m: json.dumps({**m, "graphs": {**m["graphs"], "rfid": {**m["graphs"]["rfid"], "file": "../x.onnx"}}}),
+         "graphs.rfid.file must be a file name beside the manifest"),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "graphs"}), r"missing key\(s\) graphs"),
+        (lambda m: json.dumps({**m, "plausibility": {**m["plausibility"], "ood": {"wifi": {"threshold": -1}}}}),
+         r"plausibility.ood.wifi.threshold must be a positive number"),
+        (lambda m: json.dumps({**m, "plausibility": {**m["plausibility"], "config": {"ood_quantil": 0.9}}}),
+         "unknown key 'plausibility.config.ood_quantil'"),
         (lambda m: json.dumps({**m, "inputs": {**m["inputs"], "wifi": {"shape": ["batch", 270, 999], "dtype": "float32"}}}),
          r"inputs.wifi.shape is \['batch', 270, 999\]; expected \['batch', 270, 1000\]"),
     ],
@@ -231,15 +271,16 @@ def test_failed_modality_is_masked(shared_runtime, streams, toy_reference):
 
 
 def _spy_logits(rt: Runtime, monkeypatch) -> list[int]:
+    """Batch sizes of the fusion graph's calls (the last step of every prediction)."""
     calls: list[int] = []
-    real = rt.logits
+    real = rt.fuse
 
-    def spy(inputs, present):
+    def spy(tokens, present):
         calls.append(len(present))
         assert np.asarray(present).any(axis=1).all(), "a sample without modality reached the model"
-        return real(inputs, present)
+        return real(tokens, present)
 
-    monkeypatch.setattr(rt, "logits", spy)
+    monkeypatch.setattr(rt, "fuse", spy)
     return calls
 
 
@@ -347,7 +388,9 @@ def test_prediction_to_dict_is_json(shared_runtime, streams):
     (p,) = shared_runtime.predict({"wifi": streams(1)["wifi"]})
     d = json.loads(json.dumps(p.to_dict()))
     assert set(d) == {"status", "top", "modalities_used", "verdicts", "reason"}
-    assert d["verdicts"]["mmwave"] == {"modality": "mmwave", "status": "absent", "reasons": ["mmwave: absent (no stream given)"]}
+    assert d["verdicts"]["mmwave"] == {"modality": "mmwave", "status": "absent", "reasons": ["mmwave: absent (no stream given)"],
+                                       "ood": None}
+    assert d["verdicts"]["wifi"]["ood"] == pytest.approx(p.verdicts["wifi"].ood) and d["verdicts"]["wifi"]["ood"] >= 0
     assert isinstance(p, Prediction)
 
 
@@ -434,7 +477,7 @@ def test_predict_never_crashes_and_never_returns_non_finite(shared_runtime, data
         assert p.modalities_used == usable
         for m, v in p.verdicts.items():
             assert v.status in STATUSES
-            if v.status in ("failed", "absent"):
+            if v.status in ("implausible", "failed", "absent"):
                 assert v.reasons and all(r.startswith(f"{m}:") for r in v.reasons)
         if p.status == "ok":
             assert p.top and p.modalities_used

@@ -1,0 +1,336 @@
+"""The deployed runtime against the bare model: health checks + preprocessing + ONNX, and absent sensors.
+
+    .venv/bin/python benchmarks/bench_runtime.py                        # 2 threads, CPU
+    .venv/bin/python benchmarks/bench_runtime.py --profile              # + where Runtime.predict spends its time
+    .venv/bin/python benchmarks/bench_runtime.py --providers cuda       # the CUDA execution provider (on a GPU)
+    .venv/bin/python benchmarks/bench_runtime.py --before 5ed2982       # + the runtime of that commit, same inputs
+    .venv/bin/python benchmarks/bench_runtime.py --results              # + its section of benchmarks/RESULTS.md
+
+An edge model (random weights, the pack's normalisation statistics; timing only) is exported twice: as the
+rfsense-onnx/2 graphs the runtime loads, and as one all-sensor graph (`export_single_graph`, the layout
+before per-modality graphs), the reference of every ratio. Inputs are raw synthetic test samples (the files
+the generator writes), tiled to batch 32. Rows, timed interleaved round-robin so load from other processes
+hits all alike (p50 over --repeats):
+
+- `onnx all-sensor graph`: the reference, one session.run of the single graph on preprocessed inputs;
+- `runtime predict`: `Runtime.predict` on raw streams (health, plausibility, preprocessing, ONNX, softmax);
+- `checks + preprocessing`: `check`, `prepare`, `screen` alone; `runtime model`: `Runtime.logits` alone;
+- `sessions spinning`: the runtime with onnxruntime's default of intra-op threads spinning between runs (the
+  runtime turns it off: the spinning threads take the cores its numpy work needs);
+- `... wifi only`: the same with only the WiFi stream (the mmWave and RFID encoders are not run);
+- `pytorch eager`: the model's forward on the same inputs (torch threads = --threads).
+
+Beside them: a float32 matmul peak (numpy, GFLOP/s) measured in the same run, and the edge model's GFLOP
+per sample (torch's flop counter), so the graph's p50 reads as a fraction of the machine's peak.
+The headline (printed last): runtime B=1 / bare graph (goal <= 1.5x) and WiFi-only / all-sensor (goal <= 0.35x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import machine_line, write_section  # noqa: E402
+from _synth_model import DEFAULT_CACHE, export_untrained, raw_samples, synth_set  # noqa: E402
+
+from rfsense.modalities import MODALITIES  # noqa: E402
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Best float32 matmul rate numpy's BLAS reaches here (all its threads), in GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=(n, n)).astype(np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def ort_options(path: Path, feeds: dict[str, np.ndarray], threads: int, repeats: int) -> dict[str, float]:
+    """p50 ms of the all-sensor graph at batch 1 under onnxruntime's graph optimisation levels, thread counts and
+    thread spinning (interleaved); the runtime keeps onnxruntime's defaults (all optimisations, spinning on)."""
+    import onnxruntime as ort
+
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    sessions = {}
+    for name, level in levels.items():
+        for th in sorted({1, threads}):
+            for spin in (True, False):
+                o = ort.SessionOptions()
+                o.graph_optimization_level, o.intra_op_num_threads = level, th
+                o.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+                key = f"{name}, {th} thread{'s' if th > 1 else ''}, spinning {'on' if spin else 'off'}"
+                sessions[key] = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for sess in sessions.values():
+        sess.run(["logits"], feeds)
+    for _ in range(repeats):
+        for k, sess in sessions.items():
+            times[k].append(_timed(lambda sess=sess: sess.run(["logits"], feeds)))
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+_BEFORE = """
+import hashlib, json, statistics, sys, time
+import numpy as np
+from rfsense.deploy import Runtime
+from rfsense.deploy.session import make_session
+d, reps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+x1 = dict(np.load(d + "/raw1.npz"))
+feeds = dict(np.load(d + "/feeds1.npz"))
+rt = Runtime(d + "/single.onnx", providers="cpu", threads=threads)
+ref = make_session(d + "/single.onnx", providers="cpu", threads=threads)
+fns = {"onnx": lambda: ref.run(["logits"], feeds), "predict": lambda: rt.predict(x1)}
+t = {k: [] for k in fns}
+for f in fns.values():
+    f()
+for _ in range(reps):
+    for k, f in fns.items():
+        a = time.perf_counter(); f(); t[k].append(time.perf_counter() - a)
+print(json.dumps({k: [1e3 * statistics.median(v), 1e3 * min(v)] for k, v in t.items()}))
+"""
+
+
+def before(rev: str, folder: Path, manifest: dict, raw1: dict, feeds1: dict, threads: int, repeats: int) -> dict:
+    """The runtime of an earlier commit (one graph, rfsense-onnx/1) against the same bare graph, in a subprocess
+    that imports that commit's rfsense (git archive): its p50 and min of predict and of the bare call, in ms."""
+    import hashlib
+    import os
+    import subprocess
+
+    src = folder / f"rfsense-{rev}"
+    src.mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", rev, "rfsense"], cwd=repo, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    single = folder / "single.onnx"
+    v1 = {k: manifest[k] for k in ("inputs", "modalities", "class_names", "preprocessing", "health")}
+    v1.update(format="rfsense-onnx/1", model_file=single.name, sha256=hashlib.sha256(single.read_bytes()).hexdigest(),
+              outputs={"logits": manifest["outputs"]["logits"]})
+    (folder / "single.json").write_text(json.dumps(v1))
+    np.savez(folder / "raw1.npz", **raw1)
+    np.savez(folder / "feeds1.npz", **feeds1)
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run([sys.executable, "-c", _BEFORE, str(folder), str(repeats), str(threads)], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def model_gflop(model) -> dict[str, float]:
+    """GFLOP per sample of the whole model (all sensors) and of each encoder (torch's flop counter, B=1)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    xs = model.example_inputs(batch=1)
+    out = {}
+    with FlopCounterMode(display=False) as fc:  # forward only (its module tracker needs grad mode on)
+        model(*xs)
+    out["all"] = fc.get_total_flops() / 1e9
+    for m, x in zip(MODALITIES, xs[:3], strict=True):
+        with FlopCounterMode(display=False) as fc:
+            model.encoders[m](x)
+        out[m] = fc.get_total_flops() / 1e9
+    return out
+
+
+def _profile(fn, n: int, top: int = 14) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        fn()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
+    return "\n".join(lines[start : start + top + 1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads, torch threads")
+    ap.add_argument("--providers", choices=["cpu", "cuda", "auto"], default="cpu")
+    ap.add_argument("--repeats", type=int, default=40, help="timed calls per batch-1 row (batch 32: a quarter)")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="synthetic data and pack (kept between runs)")
+    ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of predict at B=1 and B=32")
+    ap.add_argument("--sequential", action="store_true", help="Runtime(parallel=False): streams one after another")
+    ap.add_argument("--before", metavar="REV", default=None,
+                    help="also time the runtime of git revision REV (one graph) against the same bare graph")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--results", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+
+    import onnxruntime as ort
+    import torch
+
+    from rfsense.deploy import Runtime
+    from rfsense.deploy.export import export_single_graph
+    from rfsense.deploy.session import make_session
+
+    torch.set_num_threads(args.threads)
+    # 24 training rows: enough for the distribution statistics (PlausibilityConfig.min_rows), so they are timed too
+    data = synth_set(args.cache, "runtime", volunteers=1, actions=4, trials=8, train_trials=(1, 2, 3, 4, 5, 6))
+    tmp = Path(tempfile.mkdtemp(prefix="rfsense-bench-runtime-"))
+    model, path = export_untrained(data, tmp / "export")
+    export_single_graph(model, tmp / "single.onnx")
+    rt = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
+    # The reference is today's call: onnxruntime's default session options (its threads spin between runs).
+    ref = make_session(tmp / "single.onnx", providers=args.providers, threads=args.threads, spinning=True)
+    # The runtime with spinning sessions, as before this change, to show what turning spinning off is worth.
+    import rfsense.deploy.runtime as runtime_module
+
+    plain = runtime_module.make_session
+    runtime_module.make_session = functools.partial(plain, spinning=True)
+    try:
+        rt_spin = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
+    finally:
+        runtime_module.make_session = plain
+    device = f"{', '.join(rt.providers)}"
+    if "CUDAExecutionProvider" in rt.providers:
+        device += f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else " (GPU)"
+    else:
+        from _results import cpu_name
+
+        device += f" ({cpu_name()})"
+
+    raw = raw_samples(data)
+    x1 = {m: v[:1] for m, v in raw.items()}
+    x32 = {m: np.resize(v, (32, *v.shape[1:])) for m, v in raw.items()}
+    feeds1 = {m: rt.prepare(m, x1[m]) for m in MODALITIES}
+    feeds32 = {m: rt.prepare(m, x32[m]) for m in MODALITIES}
+    all1, all32 = np.ones((1, 3), bool), np.ones((32, 3), bool)
+    wifi1 = np.array([[False, True, False]])
+
+    def checks(x):
+        arrays, present, _ = rt.check(x)
+        for j, m in enumerate(MODALITIES):
+            if present[:, j].any():
+                rt.screen(m, rt.prepare(m, arrays[m]))
+
+    tx = [torch.from_numpy(feeds1[m]) for m in MODALITIES]
+
+    def torch_b1():
+        with torch.no_grad():
+            model(*tx, torch.from_numpy(all1))
+
+    rows_b1 = {
+        "onnx all-sensor graph": lambda: ref.run(["logits"], {**feeds1, "present": all1}),
+        "runtime predict": lambda: rt.predict(x1),
+        "runtime predict, sessions spinning": lambda: rt_spin.predict(x1),
+        "checks + preprocessing": lambda: checks(x1),
+        "runtime model": lambda: rt.logits(feeds1, all1),
+        "runtime predict, wifi only": lambda: rt.predict({"wifi": x1["wifi"]}),
+        "runtime model, wifi only": lambda: rt.logits({"wifi": feeds1["wifi"]}, wifi1),
+        "pytorch eager": torch_b1,
+    }
+    rows_b32 = {
+        "onnx all-sensor graph": lambda: ref.run(["logits"], {**feeds32, "present": all32}),
+        "runtime predict": lambda: rt.predict(x32, batch_size=32),
+        "checks + preprocessing": lambda: checks(x32),
+        "runtime model": lambda: rt.logits(feeds32, all32),
+    }
+    peak = matmul_peak_gflops()
+    times: dict[tuple[int, str], list[float]] = {}
+    for batch, rows, reps in ((1, rows_b1, args.repeats), (32, rows_b32, max(3, args.repeats // 4))):
+        for fn in rows.values():  # warm-up: allocations, thread pools, caches
+            fn()
+        for _ in range(reps):
+            for name, fn in rows.items():
+                times.setdefault((batch, name), []).append(_timed(fn))
+    peak = max(peak, matmul_peak_gflops())  # again after the load: the better of the two
+    p50 = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    best = {k: 1e3 * min(v) for k, v in times.items()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gflop = model_gflop(model)
+
+    base1, base32 = p50[(1, "onnx all-sensor graph")], p50[(32, "onnx all-sensor graph")]
+    bbase1, bbase32 = best[(1, "onnx all-sensor graph")], best[(32, "onnx all-sensor graph")]
+    table = ["| batch | row | p50 ms | x all-sensor graph | min ms | x (min) |", "|---:|---|---:|---:|---:|---:|"]
+    for (b, name), ms in p50.items():
+        lo = best[(b, name)]
+        table.append(f"| {b} | {name} | {ms:.2f} | {ms / (base1 if b == 1 else base32):.2f} | {lo:.2f} | "
+                     f"{lo / (bbase1 if b == 1 else bbase32):.2f} |")
+    achieved = gflop["all"] / (base1 / 1e3)
+    ratio_rt = p50[(1, "runtime predict")] / base1
+    ratio_rt32 = p50[(32, "runtime predict")] / base32
+    ratio_wifi = p50[(1, "runtime model, wifi only")] / p50[(1, "runtime model")]
+    ratio_wifi_e2e = p50[(1, "runtime predict, wifi only")] / p50[(1, "runtime predict")]
+    overhead = p50[(1, "checks + preprocessing")] / p50[(1, "runtime model")]
+    ratio_rt_min = best[(1, "runtime predict")] / bbase1
+    ratio_wifi_min = best[(1, "runtime model, wifi only")] / best[(1, "runtime model")]
+    notes = [
+        f"device: {device}; {args.threads} threads; onnxruntime {ort.__version__}; load average {load:.1f} "
+        f"on {os.cpu_count()} cores during the run (p50 shows the machine as it was; min approaches a quiet one)",
+        f"edge model: {gflop['all']:.3f} GFLOP per sample (encoders: "
+        + ", ".join(f"{m} {gflop[m]:.3f}" for m in MODALITIES) + ")",
+        f"float32 matmul peak (numpy BLAS) {peak:.0f} GFLOP/s; the all-sensor graph at batch 1 runs at "
+        f"{achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of it",
+        f"ORT vs PyTorch eager, batch 1: {p50[(1, 'pytorch eager')] / base1:.1f}x faster",
+        f"checks + preprocessing / runtime model, batch 1: {overhead:.2f} (goal <= 0.5)",
+        f"runtime predict / all-sensor graph: batch 1 {ratio_rt:.2f}x (min {ratio_rt_min:.2f}x), batch 32 "
+        f"{ratio_rt32:.2f}x (goal <= 1.5x)",
+        f"wifi only / all sensors, batch 1: model {ratio_wifi:.2f}x (min {ratio_wifi_min:.2f}x), end to end "
+        f"{ratio_wifi_e2e:.2f}x (goal <= 0.35x); wifi-only model / the single all-sensor graph "
+        f"{p50[(1, 'runtime model, wifi only')] / base1:.2f}x",
+    ]
+    headline = (f"runtime B=1 {ratio_rt:.2f}x the bare all-sensor ONNX call (min {ratio_rt_min:.2f}x; goal <= 1.5x); "
+                f"WiFi-only model {ratio_wifi:.2f}x all-sensor (min {ratio_wifi_min:.2f}x; goal <= 0.35x)")
+    options = ort_options(tmp / "single.onnx", {**feeds1, "present": all1}, args.threads, max(10, args.repeats // 2))
+    if args.before:
+        old = before(args.before, tmp, rt.manifest, x1, {**feeds1, "present": all1}, args.threads, args.repeats)
+        ratio_old = old["predict"][0] / old["onnx"][0]
+        notes.append(f"before: the runtime at {args.before} (one graph, former checks and kernels), same inputs, "
+                     f"separate process: predict {old['predict'][0]:.2f} ms p50 (min {old['predict'][1]:.2f}) = "
+                     f"{ratio_old:.2f}x its bare call {old['onnx'][0]:.2f} ms (min ratio "
+                     f"{old['predict'][1] / old['onnx'][1]:.2f}x); now {ratio_rt:.2f}x (min {ratio_rt_min:.2f}x)")
+    opt_table = ["| onnxruntime session options (all-sensor graph, batch 1) | p50 ms |", "|---|---:|"]
+    opt_table += [f"| {k} | {v:.2f} |" for k, v in options.items()]
+    print("\n".join(table))
+    print("\n".join(opt_table))
+    print("\n".join(notes))
+    profiles = ""
+    if args.profile:
+        profiles = (f"Runtime.predict, batch 1 (x{args.repeats}):\n{_profile(rows_b1['runtime predict'], args.repeats)}\n\n"
+                    f"Runtime.predict, batch 32 (x3):\n{_profile(rows_b32['runtime predict'], 3)}")
+        print(profiles)
+    result = {"p50_ms": {f"b{b} {n}": v for (b, n), v in p50.items()},
+              "min_ms": {f"b{b} {n}": v for (b, n), v in best.items()}, "load_average": load,
+              "gflop": gflop, "matmul_peak_gflops": peak, "ort_options_p50_ms": options,
+              "before": old if args.before else None,
+              "ratios": {"runtime_b1": ratio_rt, "runtime_b32": ratio_rt32, "wifi_model": ratio_wifi,
+                         "wifi_end_to_end": ratio_wifi_e2e, "overhead_b1": overhead}, "device": device,
+              "headline": headline}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    if args.results:
+        body = (f"## Deployed runtime\n\n`python benchmarks/bench_runtime.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n\n{machine_line()}\n\n"
+                + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n" + "\n".join(opt_table)
+                + f"\n\nheadline: {headline}\n")
+        write_section("runtime", body)
+    print(headline)
+    return result
+
+
+if __name__ == "__main__":
+    main()
