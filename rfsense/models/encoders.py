@@ -16,7 +16,9 @@ running statistics to drift or to fold at export.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -154,6 +156,14 @@ class ModalityEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Conv1d(c, d, 1), nn.GELU())
         self.to_tokens = nn.Linear(length, n_tokens)  # learned pooling over the token axis (X-Fi projector)
         self.token_norm = nn.LayerNorm(d)
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """The feature extractor (stem + residual trunk): X-Fi's frozen ResNet in its two-stage protocol."""
+        return itertools.chain(self.stem.parameters(), self.trunk.parameters())
+
+    def projector_parameters(self) -> Iterator[nn.Parameter]:
+        """The token projector (1x1 conv, Linear over the token axis, LayerNorm): X-Fi's ``linear_projector``."""
+        return itertools.chain(self.proj.parameters(), self.to_tokens.parameters(), self.token_norm.parameters())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.trunk(self.stem(self.norm(x)))  # (B, C, *spatial)

@@ -49,6 +49,9 @@ class ModelConfig:
     wifi_widths: Widths = (64, 96, 128)
     rfid_widths: Widths = (32, 64, 128)
     n_classes: Annotated[PositiveInt, Field(ge=2)] = N_CLASSES
+    # "xfi": the X-Fi-style cross-modal fusion; "late": decision-level fusion, per-modality classifiers
+    # averaged over the present modalities (the baseline X-Fi's own release reports on XRF55).
+    fusion: Literal["xfi", "late"] = "xfi"
 
     def __post_init__(self) -> None:
         if self.d % self.heads:

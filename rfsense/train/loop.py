@@ -25,16 +25,17 @@ from rfsense._io import atomic_write_text
 from rfsense.config import to_data
 from rfsense.errors import ConfigError, DataError
 from rfsense.models import build_model
-from rfsense.train.batches import read_rows, sample_presence, time_shift
+from rfsense.train.batches import draw_presence, read_rows, time_shift
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
 from rfsense.train.config import RunConfig, config_tree
 from rfsense.train.dagr import dagr_backward
-from rfsense.train.evaluate import evaluate_run, evaluate_subsets, mean_accuracy
+from rfsense.train.evaluate import eval_head, evaluate_run, mean_accuracy, validation_report
 from rfsense.train.pairing import SameClassPairer
 from rfsense.train.report import aggregate_seeds
 from rfsense.train.rundir import load_run_config, open_run_pack, prepare_run_dir, remove_run, write_results
+from rfsense.train.stages import fit_two_stage, prepare_stage, unimodal_loss
 
-__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch"]
+__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch", "train_run"]
 
 _logger = logging.getLogger(__name__)
 
@@ -72,10 +73,15 @@ def task_loss(model: torch.nn.Module, logits: torch.Tensor, z: torch.Tensor, pre
     """Fused cross-entropy + `unimodal_weight` x mean cross-entropy of each present modality's own head."""
     loss = F.cross_entropy(logits.float(), y)
     if unimodal_weight > 0:
-        uni = model.unimodal_logits(z).float()  # (B, 3, C)
-        per = F.cross_entropy(uni.flatten(0, 1), y.repeat_interleave(3), reduction="none").view(-1, 3)
-        loss = loss + unimodal_weight * (per * present).sum() / present.sum().clamp_min(1)
+        loss = loss + unimodal_weight * unimodal_loss(model, z, present, y)
     return loss
+
+
+def _training_pairer(split: Any, rows: np.ndarray, seed: int) -> SameClassPairer:
+    """DML pairer over `rows` only: partners are drawn from the training rows, never from validation rows."""
+    in_rows = np.zeros(len(split), dtype=bool)
+    in_rows[rows] = True
+    return SameClassPairer(split.labels, split.usable & in_rows[:, None], seed=seed)
 
 
 def train_one_epoch(
@@ -93,15 +99,18 @@ def train_one_epoch(
     tc = cfg.train
     rng = np.random.default_rng([tc.seed, epoch])
     order = rng.permutation(rows)
-    pairer = (
-        SameClassPairer(split.labels, split.usable, seed=tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
-    )
-    enc_params = list(model.encoder_parameters())
+    pairer = _training_pairer(split, rows, tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
+    enc_params = [p for p in model.encoder_parameters() if p.requires_grad]  # projectors only on frozen backbones
     all_params = [p for p in model.parameters() if p.requires_grad]
     use_amp = tc.amp and device.type == "cuda"
+    backbones_only = tc.stage == "backbones"
+    use_dagr = cfg.dagr.enabled and not backbones_only
+    # Skipping the encoders of modalities absent from a whole batch leaves their parameters unused,
+    # which DistributedDataParallel does not allow: only in a single process.
+    skip_absent = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     model.train()
-    sums = {"loss": 0.0, "L_d": 0.0, "L_a": 0.0, "alpha": 0.0}
-    n_alpha = 0
+    sums = {"loss": 0.0, "L_d": 0.0, "L_a": 0.0, "alpha": 0.0, "alpha_embeddings": 0.0}
+    n_alpha = n_alpha_emb = 0
     n_steps = math.ceil(len(order) / tc.batch_size)
     t0 = time.monotonic()
     for step in range(n_steps):
@@ -109,13 +118,20 @@ def train_one_epoch(
         read = pairer.pair(idx) if pairer is not None else idx
         x = {m: t.to(device, non_blocking=True) for m, t in time_shift(read_rows(split, read), tc.time_shift, rng).items()}
         usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
-        present = torch.from_numpy(sample_presence(rng, usable, tc.keep_prob)).to(device)
+        present_np = usable if backbones_only else draw_presence(rng, usable, tc.keep_prob, tc.presence)
+        present = torch.from_numpy(np.ascontiguousarray(present_np)).to(device)
         y = torch.from_numpy(split.labels[idx]).to(device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits, z = model.forward_features(x["mmwave"], x["wifi"], x["rfid"], present)
-        loss_task = task_loss(model, logits, z, present, y, tc.unimodal_weight)
-        if cfg.dagr.enabled:
+            if backbones_only:  # stage 1 of X-Fi's protocol: no fusion, each encoder with its own head
+                _, z = model.encode(x["mmwave"], x["wifi"], x["rfid"], present, skip_absent=skip_absent)
+            else:
+                logits, z = model.forward_features(x["mmwave"], x["wifi"], x["rfid"], present, skip_absent=skip_absent)
+        if backbones_only:
+            loss_task = unimodal_loss(model, z, present, y)
+        else:
+            loss_task = task_loss(model, logits, z, present, y, tc.unimodal_weight)
+        if use_dagr:
             stats = dagr_backward(loss_task, z.float(), present, enc_params, cfg.dagr)
         else:
             loss_task.backward()
@@ -130,6 +146,9 @@ def train_one_epoch(
         if math.isfinite(stats["alpha"]):
             sums["alpha"] += stats["alpha"]
             n_alpha += 1
+        if "alpha_embeddings" in stats:
+            sums["alpha_embeddings"] += abs(stats["alpha_embeddings"] - stats["alpha"])
+            n_alpha_emb += 1
         if step_log is not None:
             row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **stats}
             step_log.write(json.dumps(to_data(row)) + "\n")
@@ -139,8 +158,10 @@ def train_one_epoch(
                 "epoch %d [%d/%d] loss %.3f L_d %.3f L_a %.4f alpha %.2f  %.1f step/s",
                 epoch + 1, step + 1, n_steps, stats["loss_task"], stats["L_d"], stats["L_a"], stats["alpha"], rate,
             )
-    out = {k: v / max(1, n_steps) for k, v in sums.items() if k != "alpha"}
+    out = {k: v / max(1, n_steps) for k, v in sums.items() if not k.startswith("alpha")}
     out["alpha"] = sums["alpha"] / n_alpha if n_alpha else float("nan")
+    if n_alpha_emb:  # mean |α*(embeddings) - α*(params)|: how far the cheap approximation is off
+        out["alpha_gap"] = sums["alpha_embeddings"] / n_alpha_emb
     return out
 
 
@@ -159,16 +180,24 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
         if saved != cfg:
             _logger.warning("--resume: the config differs from %s; continuing with the saved one", run_dir / "config.yaml")
             cfg = saved
-    tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
     data = open_run_pack(cfg)  # before --overwrite deletes anything: a bad data root leaves the old run intact
     if overwrite and busy:
         remove_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_tree(cfg), sort_keys=False))
+    if cfg.train.stage == "xfi":
+        return fit_two_stage(cfg, run_dir, data, resume, stop_after)
+    return train_run(cfg, run_dir, data, resume, stop_after)
+
+
+def train_run(cfg: RunConfig, run_dir: Path, data: Any, resume: bool = False,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """The training of `fit` in a prepared run folder (config.yaml written); `data` is the opened pack."""
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
     train, test = data.split("train"), data.split("test")
     train_rows, val_rows = _split_rows(train.usable.any(axis=1), len(train), tc.val_fraction, tc.seed)
     if len(train_rows) == 0:
@@ -178,8 +207,9 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     model_cfg = cfg.model
     model = build_model(model_cfg)
     model.set_norm_stats(data.stats.mean, data.stats.std)
+    trainable = prepare_stage(model, cfg)  # loads and freezes the backbones for stage fusion
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
     steps_per_epoch = math.ceil(len(train_rows) / tc.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(tc.epochs * steps_per_epoch, max(1, int(tc.warmup_epochs * steps_per_epoch)))
@@ -194,11 +224,15 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
         _logger.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
     n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in trainable)
+    use_dagr = cfg.dagr.enabled and tc.stage != "backbones"
     _logger.info(
-        "training %s: %s preset, %.2fM parameters, %d train / %d val / %d test samples, device %s, DAGR %s",
-        run_dir, model_cfg.preset, n_params / 1e6, len(train_rows), len(val_rows), len(test), device,
-        f"{cfg.dagr.mode}/{cfg.dagr.pareto_space}" if cfg.dagr.enabled else "off",
+        "training %s (stage %s): %s preset, %.2fM parameters (%.2fM trained), %d train / %d val / %d test samples, "
+        "device %s, DAGR %s",
+        run_dir, tc.stage, model_cfg.preset, n_params / 1e6, n_train / 1e6, len(train_rows), len(val_rows), len(test),
+        device, f"{cfg.dagr.mode}/{cfg.dagr.pareto_space}" if use_dagr else "off",
     )
+    head = eval_head(tc.stage)
     mode = "a" if resume else "w"
     with open(run_dir / "metrics.jsonl", mode) as mlog, open(run_dir / "steps.jsonl", mode) as slog:
         for epoch in range(start_epoch, tc.epochs):
@@ -206,11 +240,15 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
                 return {}
             t0 = time.monotonic()
             stats = train_one_epoch(model, optimizer, scheduler, train, train_rows, cfg, epoch, device, slog)
-            val = evaluate_subsets(model, train, val_rows, device, tc.eval_batch_size) if len(val_rows) else {}
+            seconds = round(time.monotonic() - t0, 2)
+            val, geometry = (
+                validation_report(model, train, val_rows, device, tc.eval_batch_size, cfg.dagr.tau, head)
+                if len(val_rows) else ({}, None)
+            )
             score = mean_accuracy(val) if val else float(epoch)  # no validation rows: best = last
             row = {"epoch": epoch + 1, **stats, "lr": scheduler.get_last_lr()[0],
                    "val": {k: v["acc"] for k, v in val.items()}, "val_mean": score if val else None,
-                   "seconds": round(time.monotonic() - t0, 2)}
+                   "seconds": seconds, "geometry": geometry}
             mlog.write(json.dumps(to_data(row)) + "\n")
             mlog.flush()
             slog.flush()

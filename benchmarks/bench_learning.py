@@ -1,0 +1,434 @@
+"""Learning quality on synthetic data: the probe, every training recipe, all 7 subsets, training time.
+
+    make bench-learning                                  # = python benchmarks/bench_learning.py --results
+    python benchmarks/bench_learning.py --plan           # the grid, and which runs are cached
+    python benchmarks/bench_learning.py --jobs 2 --results
+    python benchmarks/bench_learning.py --only screen    # one phase: probe, study, screen, seeds
+
+Two synthetic sets in the XRF55 layout, official trial split (trials 1-14 train, 15-20 test):
+``small`` is the quick start's set (2 volunteers x 10 actions x 20 trials), ``medium`` 4 x 20 x 20.
+For each set: the training-free probe, then the recipes below on all 7 modality subsets with their
+training time. It screens: every recipe with one seed first, then 3 seeds (mean ± std) for the best two
+recipes of the screen, the default, and the no-DAGR baseline (DAGR against no DAGR on the same seeds, in
+the layout of the DAGR paper's Table 4). The studies (one seed, small set) measure single modalities
+alone (why WiFi learns less than RFID), and the DAGR kernel temperature t.
+
+Every run is an ordinary run folder under ``runs/bench-learning/<set>/<run>/``, trained by a
+subprocess (``nice -n 15``, one torch thread each: the machine is shared) with
+``rfsense train --resume`` when it was interrupted; a finished run (results.json) is never trained
+again, so the benchmark resumes where it stopped. Delete a run folder to redo it. The grid is sized
+for a 2-core CPU: about 5 hours with ``--jobs 2`` on a machine that other jobs share (see RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import machine_line, write_section  # noqa: E402
+from rfsense.modalities import SUBSETS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "bench-learning"
+RUNS = ROOT / "runs" / "bench-learning"
+SUBSET_NAMES = [name for name, _ in SUBSETS]
+SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    volunteers: int
+    actions: int
+    trials: int
+    epochs: int  # epochs of a joint run on this set (sized for the CPU budget; see the module docstring)
+    seed: int = 0
+
+
+SETS: dict[str, DataSet] = {
+    "small": DataSet(volunteers=2, actions=10, trials=20, epochs=30),
+    "medium": DataSet(volunteers=4, actions=20, trials=20, epochs=20),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe: `--set` overrides on the base config below."""
+
+    summary: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sets: tuple[str, ...] = ("small", "medium")
+    phase: str = "screen"  # "screen": compared on all 7 subsets; "study": one question, one seed, small set
+
+
+# The base of every run: the shipped defaults (edge preset, DAGR pareto/params, ...) with the set's epochs.
+BASE: dict[str, Any] = {
+    "train": {"batch_size": 16, "lr": 1e-3, "warmup_epochs": 1, "val_fraction": 0.1, "threads": 1, "log_every": 0},
+}
+
+def _alone(m: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    keep = [0.0, 0.0, 0.0]
+    keep[m] = 1.0
+    return {"train.keep_prob": keep, "dagr.enabled": False, **(extra or {})}
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe("the shipped defaults (joint, X-Fi-style fusion, DAGR pareto/params)"),
+    "no-dagr": Recipe("default without DAGR", {"dagr.enabled": False}),
+    "per-sample": Recipe("modality subset drawn per sample", {"train.presence": "per_sample"}),
+    "per-batch": Recipe("modality subset drawn per batch (X-Fi)", {"train.presence": "per_batch"}),
+    "dml": Recipe("DML same-class re-pairing", {"train.pairing": "dml"}),
+    "late": Recipe("decision-level (late) fusion", {"model.fusion": "late"}),
+    "embeddings": Recipe("DAGR alpha* from z-gradients", {"dagr.pareto_space": "embeddings"}),
+    "xfi": Recipe(
+        "X-Fi protocol: backbones alone, then projectors + fusion on frozen backbones, DAGR",
+        {"train.stage": "xfi"},
+    ),
+    "xfi-no-dagr": Recipe("X-Fi protocol without DAGR", {"train.stage": "xfi", "dagr.enabled": False}),
+    # Studies: one question each, one seed, small set.
+    "R-alone": Recipe("mmWave alone", _alone(0), ("small",), "study"),
+    "W-alone": Recipe("WiFi alone", _alone(1), ("small",), "study"),
+    "RF-alone": Recipe("RFID alone", _alone(2), ("small",), "study"),
+    "W-static": Recipe("WiFi alone, static paths removed", _alone(1, {"data.preprocessing.wifi.remove_static": True}),
+                       ("small",), "study"),
+    "W-gain": Recipe("WiFi alone, NIC gain cancelled", _alone(1, {"data.preprocessing.wifi.cancel_gain": True}),
+                     ("small",), "study"),
+    "t=0.5": Recipe("DAGR t = 0.5", {"dagr.t": 0.5}, ("small",), "study"),
+    "t=1": Recipe("DAGR t = 1", {"dagr.t": 1.0}, ("small",), "study"),
+    "t=4": Recipe("DAGR t = 4", {"dagr.t": 4.0}, ("small",), "study"),
+}
+DEFAULT = "default"
+ALWAYS_SEEDED = ("default", "no-dagr")  # DAGR against no DAGR on the same seeds (Table 4 layout)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def run_name(recipe: str, seed: int) -> str:
+    return f"{recipe.replace('=', '').replace('.', '')}-s{seed}"
+
+
+def run_dir(set_name: str, recipe: str, seed: int) -> Path:
+    return RUNS / set_name / run_name(recipe, seed)
+
+
+def finished(path: Path) -> bool:
+    return (path / "results.json").is_file()
+
+
+def config_path(set_name: str) -> Path:
+    """The base config of a set, written once (the runs' own config.yaml holds what each resolved to)."""
+    ds = SETS[set_name]
+    tree = json.loads(json.dumps(BASE))
+    tree["name"] = "base"
+    tree["out_dir"] = str(RUNS / set_name)
+    tree["data"] = {"root": str(DATA / set_name)}
+    tree["train"]["epochs"] = ds.epochs
+    path = RUNS / set_name / "base.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(tree, sort_keys=False)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def train_command(set_name: str, recipe: str, seed: int) -> list[str]:
+    sets = {**RECIPES[recipe].overrides, "train.seed": seed, "name": run_name(recipe, seed)}
+    cmd = ["nice", "-n", "15", sys.executable, "-m", "rfsense", "-q", "train", str(config_path(set_name))]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={json.dumps(v)}"]
+    if run_dir(set_name, recipe, seed).exists():
+        cmd.append("--resume")
+    return cmd
+
+
+def train(set_name: str, recipe: str, seed: int) -> tuple[str, str, int, float, str]:
+    """Train one run in a subprocess unless it is finished; returns (set, recipe, seed, seconds, error)."""
+    path = run_dir(set_name, recipe, seed)
+    if finished(path):
+        return set_name, recipe, seed, 0.0, ""
+    t0 = time.monotonic()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(train_command(set_name, recipe, seed), cwd=ROOT, env=env, capture_output=True, text=True)
+    err = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return set_name, recipe, seed, time.monotonic() - t0, err
+
+
+def ensure_data(set_name: str) -> Path:
+    from rfsense.data.synth import SynthConfig, synthesize
+
+    ds = SETS[set_name]
+    root = DATA / set_name
+    synthesize(root, SynthConfig(seed=ds.seed, volunteers=ds.volunteers, actions=ds.actions, trials=ds.trials),
+               workers=2)
+    return root
+
+
+def probe(set_name: str) -> dict[str, float]:
+    """The nearest-class-mean probe of the set (cached in runs/bench-learning/<set>/probe.json)."""
+    from rfsense.data.probe import probe_accuracy
+
+    path = RUNS / set_name / "probe.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.monotonic()
+    acc = probe_accuracy(ensure_data(set_name))
+    acc["seconds"] = round(time.monotonic() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(acc, indent=2))
+    return acc
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def load_run(path: Path) -> dict[str, Any] | None:
+    """Accuracies, training time (s) and the DAGR/geometry statistics of one finished run."""
+    if not finished(path):
+        return None
+    res = json.loads((path / "results.json").read_text())
+    seconds, gaps, epochs = 0.0, [], 0
+    for metrics in [path / "backbones" / "metrics.jsonl", path / "metrics.jsonl"]:
+        if not metrics.is_file():
+            continue
+        for line in metrics.read_text().splitlines():
+            row = json.loads(line)
+            seconds += row.get("seconds") or 0.0
+            epochs += 1
+            if row.get("alpha_gap") is not None:
+                gaps.append(row["alpha_gap"])
+    acc = res["subsets"]
+    return {
+        "subsets": acc,
+        "mean": float(np.mean([acc[k] for k in SUBSET_NAMES])),
+        "seconds": seconds,
+        "epochs": epochs,
+        "alpha_gap": float(np.mean(gaps)) if gaps else None,
+        "outside_tau": (res.get("geometry") or {}).get("outside_tau"),
+        "drift": (res.get("geometry") or {}).get("drift"),
+    }
+
+
+def collect(set_name: str, recipe: str) -> list[dict[str, Any]]:
+    return [r for s in SEEDS if (r := load_run(run_dir(set_name, recipe, s))) is not None]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def fmt(values: list[float], scale: float = 100.0) -> str:
+    if not values:
+        return "-"
+    m, s = mean_std([v * scale for v in values])
+    return f"{m:.1f}" if len(values) == 1 else f"{m:.1f} ± {s:.1f}"
+
+
+def recipe_table(set_name: str, recipes: list[str]) -> tuple[str, dict[str, Any]]:
+    """Markdown table: one row per recipe (mean ± std over its finished seeds), 7 subsets, mean, time."""
+    head = "| recipe | seeds | " + " | ".join(SUBSET_NAMES) + " | mean | train min/run |"
+    lines = [head, "|" + "---|" * (len(SUBSET_NAMES) + 4)]
+    data: dict[str, Any] = {}
+    for name in recipes:
+        runs = collect(set_name, name)
+        if not runs:
+            continue
+        cells = [fmt([r["subsets"][k] for r in runs]) for k in SUBSET_NAMES]
+        minutes = np.mean([r["seconds"] for r in runs]) / 60
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | **{fmt([r['mean'] for r in runs])}** "
+                     f"| {minutes:.0f} |")
+        data[name] = {
+            "seeds": len(runs),
+            "subsets": {k: [r["subsets"][k] for r in runs] for k in SUBSET_NAMES},
+            "mean": [r["mean"] for r in runs],
+            "train_seconds": [r["seconds"] for r in runs],
+            "alpha_gap": [r["alpha_gap"] for r in runs if r["alpha_gap"] is not None],
+            "outside_tau": [r["outside_tau"] for r in runs],
+        }
+    return "\n".join(lines), data
+
+
+def screen_ranking(set_name: str) -> list[str]:
+    """Screened recipes by seed-0 mean accuracy over the 7 subsets, best first."""
+    scores = {}
+    for name, rec in RECIPES.items():
+        if rec.phase == "screen" and set_name in rec.sets:
+            r = load_run(run_dir(set_name, name, SEEDS[0]))
+            if r is not None:
+                scores[name] = r["mean"]
+    return sorted(scores, key=lambda k: -scores[k])
+
+
+def seeded_recipes(set_name: str) -> list[str]:
+    """The best two recipes of the screen, the default and the no-DAGR baseline: 3 seeds each."""
+    best = [r for r in screen_ranking(set_name) if r not in ALWAYS_SEEDED][:2]
+    return [*ALWAYS_SEEDED, *best]
+
+
+def goals(set_name: str, recipe: str, probe_acc: dict[str, float]) -> list[tuple[str, bool | None, str]]:
+    """The issue's goals on `set_name` for `recipe` (its seed mean): (goal, met, measured)."""
+    runs = collect(set_name, recipe)
+    if not runs:
+        return []
+    acc = {k: float(np.mean([r["subsets"][k] for r in runs])) for k in SUBSET_NAMES}
+    out = []
+    for letter, m in (("R", "mmwave"), ("W", "wifi"), ("RF", "rfid")):
+        out.append((f"{letter} >= probe {m}", acc[letter] >= probe_acc[m],
+                    f"{100 * acc[letter]:.1f} vs {100 * probe_acc[m]:.1f}"))
+    best_single = max(acc["R"], acc["W"], acc["RF"])
+    out.append(("R+W+RF >= best single + 5", acc["R+W+RF"] >= best_single + 0.05,
+                f"{100 * acc['R+W+RF']:.1f} vs {100 * best_single:.1f} + 5"))
+    for pair, (a, b) in (("R+W", ("R", "W")), ("R+RF", ("R", "RF")), ("W+RF", ("W", "RF"))):
+        better = max(acc[a], acc[b])
+        out.append((f"{pair} >= better member", acc[pair] >= better, f"{100 * acc[pair]:.1f} vs {100 * better:.1f}"))
+    return out
+
+
+def dagr_table(set_name: str, base: str, dagr: str, name_a: str, name_b: str) -> str:
+    """Table 4 layout: base vs DAGR on the same seeds, Imp, and whether Imp exceeds the seed spread."""
+    a = {r_seed: load_run(run_dir(set_name, base, r_seed)) for r_seed in SEEDS}
+    b = {r_seed: load_run(run_dir(set_name, dagr, r_seed)) for r_seed in SEEDS}
+    seeds = [s for s in SEEDS if a[s] is not None and b[s] is not None]
+    if not seeds:
+        return ""
+    lines = [f"| Modality | {name_a} | {name_b} | Imp | > spread? |", "|---|---|---|---|---|"]
+    for k in [*SUBSET_NAMES, "mean"]:
+        va = [a[s]["subsets"][k] if k != "mean" else a[s]["mean"] for s in seeds]
+        vb = [b[s]["subsets"][k] if k != "mean" else b[s]["mean"] for s in seeds]
+        imp = 100 * (np.mean(vb) - np.mean(va))
+        spread = 100 * max(mean_std(va)[1], mean_std(vb)[1])
+        verdict = "-" if len(seeds) < 2 else ("yes" if abs(imp) > spread else "no")
+        lines.append(f"| {k} | {fmt(va)} | {fmt(vb)} | {imp:+.1f} | {verdict} |")
+    return f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); spread = the larger std of the two columns\n\n" + "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- plan
+
+
+def plan(phases: set[str]) -> list[tuple[str, str, int]]:
+    """(set, recipe, seed) to train, in order: studies and the small set first (cheap), then medium."""
+    jobs: list[tuple[str, str, int]] = []
+    if "study" in phases:
+        jobs += [("small", n, SEEDS[0]) for n, r in RECIPES.items() if r.phase == "study"]
+    if "screen" in phases:
+        for s in ("small", "medium"):
+            jobs += [(s, n, SEEDS[0]) for n, r in RECIPES.items() if r.phase == "screen" and s in r.sets]
+    if "seeds" in phases:
+        for s in ("medium",):
+            jobs += [(s, n, seed) for n in seeded_recipes(s) for seed in SEEDS[1:]]
+    return jobs
+
+
+def run_jobs(jobs: list[tuple[str, str, int]], n_jobs: int) -> None:
+    todo = [j for j in jobs if not finished(run_dir(*j))]
+    for s in sorted({j[0] for j in todo}):
+        ensure_data(s)
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs cached; training {len(todo)} with {n_jobs} job(s)", flush=True)
+    with cf.ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for set_name, recipe, seed, sec, err in pool.map(lambda j: train(*j), todo):
+            status = f"FAILED: {err}" if err else f"{sec / 60:.1f} min"
+            print(f"  {set_name:>6} {recipe:<14} seed {seed}: {status}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def report() -> tuple[str, dict[str, Any]]:
+    parts = [
+        "## Learning quality (synthetic data)",
+        "",
+        "`python benchmarks/bench_learning.py --jobs 2 --results` (`make bench-learning`; cached runs under "
+        "`runs/bench-learning/`)",
+        "",
+        machine_line(),
+        "",
+    ]
+    out: dict[str, Any] = {"sets": {}}
+    for set_name, ds in SETS.items():
+        p_path = RUNS / set_name / "probe.json"
+        if not p_path.is_file():
+            continue
+        pr = json.loads(p_path.read_text())
+        n_train = ds.volunteers * ds.actions * 14
+        parts += [
+            f"### {set_name}: {ds.volunteers} volunteers x {ds.actions} actions x {ds.trials} trials "
+            f"({n_train} train incl. 10 % validation, {ds.volunteers * ds.actions * (ds.trials - 14)} test; "
+            f"chance {100 / ds.actions:.0f} %; {ds.epochs} epochs per joint run)",
+            "",
+            f"Probe (nearest class mean, no training): mmWave {100 * pr['mmwave']:.1f}, WiFi {100 * pr['wifi']:.1f}, "
+            f"RFID {100 * pr['rfid']:.1f}, fused {100 * pr['fusion']:.1f} %.",
+            "",
+        ]
+        screened = [n for n, r in RECIPES.items() if r.phase == "screen" and set_name in r.sets]
+        table, data = recipe_table(set_name, screened)
+        parts += ["Test accuracy (%), mean ± std over seeds where 3 were run:", "", table, ""]
+        out["sets"][set_name] = {"probe": pr, "recipes": data, "ranking": screen_ranking(set_name)}
+        studies = [n for n, r in RECIPES.items() if r.phase == "study" and set_name in r.sets]
+        if studies:
+            table, sdata = recipe_table(set_name, studies)
+            parts += ["Studies (one seed):", "", table, ""]
+            out["sets"][set_name]["studies"] = sdata
+        if finished(run_dir(set_name, DEFAULT, SEEDS[0])):
+            verdicts = goals(set_name, DEFAULT, pr)
+            out["sets"][set_name]["goals"] = [{"goal": g, "met": m, "measured": v} for g, m, v in verdicts]
+            parts += [f"Goals for `{DEFAULT}` on {set_name}:", "", "| goal | met | measured |", "|---|---|---|"]
+            parts += [f"| {g} | {'yes' if m else 'no'} | {v} |" for g, m, v in verdicts] + [""]
+        for base, dagr, a, b in (("no-dagr", "default", "joint", "joint + DAGR"),
+                                 ("xfi-no-dagr", "xfi", "X-Fi protocol", "X-Fi protocol + DAGR")):
+            t = dagr_table(set_name, base, dagr, a, b)
+            if t:
+                parts += [f"DAGR against no DAGR ({a}), Table 4 layout:", "", t, ""]
+    headline = ""
+    med = out["sets"].get("medium", {}).get("recipes", {}).get(DEFAULT)
+    if med:
+        m, s = mean_std(med["mean"])
+        headline = f"headline: default recipe on the medium set, mean over the 7 subsets {100 * m:.1f} ± {100 * s:.1f} %"
+    return "\n".join(parts), {**out, "headline": headline}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (one torch thread each)")
+    ap.add_argument("--only", choices=["probe", "study", "screen", "seeds"], action="append",
+                    help="run only these phases (repeatable; default: all)")
+    ap.add_argument("--plan", action="store_true", help="print the grid and what is cached, train nothing")
+    ap.add_argument("--results", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    phases = set(args.only or ["probe", "study", "screen", "seeds"])
+    if args.plan:
+        for job in plan(phases):
+            print(f"{'cached ' if finished(run_dir(*job)) else 'to run '} {job[0]:>6} {job[1]:<14} seed {job[2]}")
+        return {}
+    if "probe" in phases:
+        for s in SETS:
+            print(f"probe {s}: {probe(s)}", flush=True)
+    for phase in ("study", "screen", "seeds"):  # "seeds" reads the screen's ranking: after it
+        if phase in phases:
+            run_jobs(plan({phase}), args.jobs)
+    text, out = report()
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    if args.results:
+        write_section("learning", text + ("\n\n" + out["headline"] if out["headline"] else ""))
+    if out["headline"]:
+        print(out["headline"])
+    return out
+
+
+if __name__ == "__main__":
+    main()
