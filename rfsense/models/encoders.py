@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rfsense.modalities import SHAPES, Modality
@@ -68,6 +69,54 @@ class ChannelNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean.view(self._view)) / self.std.view(self._view)
+
+
+class SpectralFrontend(nn.Module):
+    """WiFi amplitude -> log Doppler spectrogram per receive antenna, a fixed (not learned) layer.
+
+    (B, 270, T) -> short-time Fourier power of every channel (Hann window ``window``, hop ``hop``, bins
+    1 .. n_bins of the window, i.e. the fluctuation rates a moving body adds, DC left out) -> mean over
+    the 30 subcarriers of each of the 9 antennas -> log -> (B, 9 * n_bins, L). Body motion changes the
+    amplitude at the Doppler rate 2v/lambda; its energy per band and time is what separates actions,
+    while the phase of the fluctuation on each subcarrier is nuisance. A convolution with fixed
+    windowed-sinusoid kernels, so it exports to plain ONNX ops.
+    """
+
+    def __init__(self, channels: int = 270, group: int = 30, window: int = 128, hop: int = 16, n_bins: int = 12) -> None:
+        super().__init__()
+        self.group, self.hop, self.n_bins = group, hop, n_bins
+        t = torch.arange(window, dtype=torch.float64)
+        hann = 0.5 - 0.5 * torch.cos(2 * math.pi * (t + 0.5) / window)
+        f = torch.arange(1, n_bins + 1, dtype=torch.float64)[:, None]
+        scale = 1.0 / hann.sum()
+        kernel = torch.cat([hann * torch.cos(2 * math.pi * f * t / window), hann * torch.sin(2 * math.pi * f * t / window)])
+        kernel = kernel - kernel.mean(dim=1, keepdim=True)  # zero DC response: a channel's level never leaks in
+        self.register_buffer("kernel", (scale * kernel).float()[:, None, :])  # (2F, 1, window)
+        self.out_channels = (channels // group) * n_bins
+
+    def output_length(self, n: int) -> int:
+        return (n - self.kernel.shape[-1]) // self.hop + 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t = x.shape
+        y = F.conv1d(x.reshape(b * c, 1, t), self.kernel, stride=self.hop)  # (B C, 2F, L)
+        power = y[:, : self.n_bins].pow(2) + y[:, self.n_bins :].pow(2)  # (B C, F, L)
+        power = power.reshape(b, c // self.group, self.group, self.n_bins, -1).mean(dim=2)  # (B, 9, F, L)
+        return torch.log(power + 1e-6).flatten(1, 2)  # (B, 9 F, L)
+
+
+class PhasorFrontend(nn.Module):
+    """RFID phase -> (cos 2 theta, sin 2 theta) per tag, a fixed layer: (B, 23, T) -> (B, 46, T).
+
+    The reader reports phase with a random 180-degree ambiguity and unknown per-tag offsets, and a
+    shadowed tag's phase is too noisy to unwrap reliably; the doubled-angle phasor is blind to all three
+    (the preprocessing's pi-folding and offset removal only rotate it), so a tag's motion shows up as
+    its phasor wandering, with no unwrap errors to memorise. Scale-free: it reads the preprocessed phase
+    directly (the per-channel input normalisation is skipped).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([torch.cos(2 * x), torch.sin(2 * x)], dim=1)
 
 
 def _conv(dims: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
@@ -130,6 +179,7 @@ class ModalityEncoder(nn.Module):
         widths: tuple[int, ...],
         blocks_per_stage: int,
         stem: str,
+        frontend: str = "raw",
     ) -> None:
         super().__init__()
         self.modality = modality
@@ -139,7 +189,19 @@ class ModalityEncoder(nn.Module):
         c_in, *spatial = self.input_shape
         dims = len(spatial)
         self.norm = ChannelNorm(c_in, dims)
-        self.stem, steps = _stem(dims, c_in, widths[0], stem, PATCH_STRIDE[modality])
+        patch = PATCH_STRIDE[modality]
+        self.frontend: nn.Module = nn.Identity()
+        self.normalise_input = True  # False: the front end reads the preprocessed input itself
+        if frontend == "spectrogram":
+            if modality != "wifi":
+                raise ValueError(f"the spectrogram front end is for wifi, not {modality}")
+            self.frontend = SpectralFrontend(c_in)
+            c_in, spatial, patch = self.frontend.out_channels, [self.frontend.output_length(spatial[0])], 1
+        elif frontend == "phasor":
+            if modality != "rfid":
+                raise ValueError(f"the phasor front end is for rfid, not {modality}")
+            self.frontend, self.normalise_input, c_in = PhasorFrontend(), False, 2 * c_in
+        self.stem, steps = _stem(dims, c_in, widths[0], stem, patch)
         blocks: list[nn.Module] = []
         c = widths[0]
         for i, w in enumerate(widths):
@@ -166,7 +228,8 @@ class ModalityEncoder(nn.Module):
         return itertools.chain(self.proj.parameters(), self.to_tokens.parameters(), self.token_norm.parameters())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.trunk(self.stem(self.norm(x)))  # (B, C, *spatial)
+        h = self.frontend(self.norm(x) if self.normalise_input else x)
+        h = self.trunk(self.stem(h))  # (B, C, *spatial)
         h = self.proj(h.flatten(2))  # (B, d, L)
         tokens = self.token_norm(self.to_tokens(h).transpose(1, 2))  # (B, n_tok, d)
         return tokens, tokens.mean(dim=1)  # (B, n_tok, d), (B, d)
@@ -182,4 +245,5 @@ def build_encoder(modality: Modality, cfg: ModelConfig) -> ModalityEncoder:
         widths=widths,
         blocks_per_stage=cfg.blocks_per_stage,
         stem=cfg.stem,
+        frontend={"wifi": cfg.wifi_frontend, "rfid": cfg.rfid_frontend}.get(modality, "raw"),
     )

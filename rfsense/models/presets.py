@@ -52,6 +52,12 @@ class ModelConfig:
     # "xfi": the X-Fi-style cross-modal fusion; "late": decision-level fusion, per-modality classifiers
     # averaged over the present modalities (the baseline X-Fi's own release reports on XRF55).
     fusion: Literal["xfi", "late"] = "xfi"
+    # WiFi encoder input: "raw" amplitude (B, 270, 1000), or "spectrogram": a fixed short-time Fourier
+    # layer giving log Doppler power per antenna (B, 9 x 12 bands, 55 frames) before the conv trunk.
+    wifi_frontend: Literal["raw", "spectrogram"] = "raw"
+    # RFID encoder input: "raw" preprocessed phase (B, 23, 148), or "phasor": (cos 2 theta, sin 2 theta)
+    # per tag (B, 46, 148), blind to the reader's pi ambiguity, tag offsets and unwrap errors.
+    rfid_frontend: Literal["raw", "phasor"] = "raw"
 
     def __post_init__(self) -> None:
         if self.d % self.heads:

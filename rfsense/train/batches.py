@@ -8,7 +8,7 @@ import torch
 from rfsense.data.pack import PackedSplit
 from rfsense.modalities import MODALITIES, TIME_AXIS
 
-__all__ = ["draw_presence", "read_rows", "sample_batch_presence", "sample_presence", "time_shift"]
+__all__ = ["draw_presence", "mixup", "read_rows", "sample_batch_presence", "sample_presence", "time_shift"]
 
 
 def sample_presence(
@@ -105,3 +105,31 @@ def time_shift(x: dict[str, torch.Tensor], max_fraction: float, rng: np.random.G
         shape[axis] = n
         out[m] = torch.gather(t, axis, src.view(shape).expand_as(t))
     return out
+
+
+def mixup(
+    x: dict[str, torch.Tensor], present: np.ndarray, usable: np.ndarray, y: np.ndarray, n_classes: int,
+    alpha: float, rng: np.random.Generator,
+) -> tuple[dict[str, torch.Tensor], np.ndarray, torch.Tensor]:
+    """Mixup of whole samples: every modality of sample i mixed with the same partner j and weight
+    lam ~ Beta(alpha, alpha) folded to [0.5, 1] (sample i stays the dominant one), labels mixed alike.
+
+    The mixed sample keeps the modalities present in i that j also has usable; a sample whose partner has
+    none of them is left unmixed. Returns (x, present (B, 3), soft targets (B, n_classes) float32).
+    """
+    b = len(y)
+    lam = float(rng.beta(alpha, alpha))
+    lam = max(lam, 1.0 - lam)
+    perm = rng.permutation(b)
+    both = present & usable[perm]
+    lone = ~both.any(axis=1)
+    present = np.where(lone[:, None], present, both)
+    w = torch.from_numpy(np.where(lone, 1.0, lam).astype(np.float32))  # (B,)
+    out = {}
+    for m, t in x.items():
+        wm = w.to(t.device).view(-1, *([1] * (t.dim() - 1)))
+        out[m] = wm * t + (1 - wm) * t[torch.from_numpy(perm).to(t.device)]
+    eye = np.eye(n_classes, dtype=np.float32)
+    wn = w.numpy()[:, None]
+    targets = torch.from_numpy(wn * eye[y] + (1 - wn) * eye[y[perm]])
+    return out, present, targets

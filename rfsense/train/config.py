@@ -85,6 +85,9 @@ class TrainConfig:
     # encoders see mmWave's 17 frames as channels, and shifting them stopped the mmWave encoder from
     # fitting at all on small sets (tiny set, seed 1: R 25% with 0.1, 54% with 0).
     time_shift: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # Mixup: each sample mixed with another of the batch (all its modalities with one weight lam ~
+    # Beta(mixup, mixup), folded to >= 0.5) and its label alike; 0 turns it off.
+    mixup: NonNegativeFloat = 0.0
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1  # held out of train to pick best.pt (never test)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: StrictBool = True  # bf16 autocast on CUDA; ignored on the CPU

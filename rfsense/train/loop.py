@@ -25,7 +25,7 @@ from rfsense._io import atomic_write_text
 from rfsense.config import to_data
 from rfsense.errors import ConfigError, DataError
 from rfsense.models import build_model
-from rfsense.train.batches import draw_presence, read_rows, time_shift
+from rfsense.train.batches import draw_presence, mixup, read_rows, time_shift
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
 from rfsense.train.config import RunConfig, config_tree
 from rfsense.train.dagr import dagr_backward
@@ -119,8 +119,11 @@ def train_one_epoch(
         x = {m: t.to(device, non_blocking=True) for m, t in time_shift(read_rows(split, read), tc.time_shift, rng).items()}
         usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
         present_np = usable if backbones_only else draw_presence(rng, usable, tc.keep_prob, tc.presence)
-        present = torch.from_numpy(np.ascontiguousarray(present_np)).to(device)
         y = torch.from_numpy(split.labels[idx]).to(device)
+        if tc.mixup > 0:
+            x, present_np, y = mixup(x, present_np, usable, split.labels[idx], cfg.model.n_classes, tc.mixup, rng)
+            y = y.to(device)
+        present = torch.from_numpy(np.ascontiguousarray(present_np)).to(device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             if backbones_only:  # stage 1 of X-Fi's protocol: no fusion, each encoder with its own head

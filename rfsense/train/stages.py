@@ -37,9 +37,12 @@ _logger = logging.getLogger(__name__)
 
 
 def unimodal_loss(model: torch.nn.Module, z: torch.Tensor, present: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each present modality's own linear head on its pooled z (B, 3, d)."""
+    """Mean cross-entropy of each present modality's own linear head on its pooled z (B, 3, d).
+
+    `y` holds class indices (B,) or class probabilities (B, C) (mixup)."""
     uni = model.unimodal_logits(z).float()  # (B, 3, C)
-    per = F.cross_entropy(uni.flatten(0, 1), y.repeat_interleave(uni.shape[1]), reduction="none").view(-1, uni.shape[1])
+    k = uni.shape[1]
+    per = F.cross_entropy(uni.flatten(0, 1), y.repeat_interleave(k, dim=0), reduction="none").view(-1, k)
     return (per * present).sum() / present.sum().clamp_min(1)
 
 
