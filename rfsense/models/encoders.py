@@ -74,24 +74,27 @@ class ChannelNorm(nn.Module):
 class SpectralFrontend(nn.Module):
     """WiFi amplitude -> log Doppler spectrogram per receive antenna, a fixed (not learned) layer.
 
-    (B, 270, T) -> short-time Fourier power of every channel (Hann window ``window``, hop ``hop``, bins
-    1 .. n_bins of the window, i.e. the fluctuation rates a moving body adds, DC left out) -> mean over
-    the 30 subcarriers of each of the 9 antennas -> log -> (B, 9 * n_bins, L). Body motion changes the
-    amplitude at the Doppler rate 2v/lambda; its energy per band and time is what separates actions,
-    while the phase of the fluctuation on each subcarrier is nuisance. A convolution with fixed
-    windowed-sinusoid kernels, so it exports to plain ONNX ops.
+    (B, 270, T) -> [``ratio``: log amplitude minus, per packet, the mean over the 90 channels of its NIC]
+    -> short-time Fourier power of every channel (Hann window ``window``, hop ``hop``, bins 1 .. n_bins,
+    zero-mean kernels so a channel's level never leaks in) -> mean over the 30 subcarriers of each of the
+    9 antennas -> log -> (B, 9 * n_bins, L). Body motion changes the amplitude at the Doppler rate
+    2v/lambda; its energy per band and time is what separates actions, while the phase of the fluctuation
+    on each subcarrier is nuisance. AGC steps and per-packet gain jitter multiply all 90 channels of a
+    NIC alike: ``ratio`` cancels them (the log of the amplitude ratio to the NIC's geometric mean, the
+    idea behind CSI-ratio methods) before they can spread white energy over the Doppler bands.
+    Convolutions with fixed windowed-sinusoid kernels and elementwise ops: plain ONNX.
     """
 
-    def __init__(self, channels: int = 270, group: int = 30, window: int = 128, hop: int = 16, n_bins: int = 12) -> None:
+    def __init__(self, channels: int = 270, group: int = 30, nic: int = 90, window: int = 128, hop: int = 16,
+                 n_bins: int = 12, ratio: bool = True) -> None:
         super().__init__()
-        self.group, self.hop, self.n_bins = group, hop, n_bins
+        self.group, self.nic, self.hop, self.n_bins, self.ratio = group, nic, hop, n_bins, ratio
         t = torch.arange(window, dtype=torch.float64)
         hann = 0.5 - 0.5 * torch.cos(2 * math.pi * (t + 0.5) / window)
         f = torch.arange(1, n_bins + 1, dtype=torch.float64)[:, None]
-        scale = 1.0 / hann.sum()
         kernel = torch.cat([hann * torch.cos(2 * math.pi * f * t / window), hann * torch.sin(2 * math.pi * f * t / window)])
-        kernel = kernel - kernel.mean(dim=1, keepdim=True)  # zero DC response: a channel's level never leaks in
-        self.register_buffer("kernel", (scale * kernel).float()[:, None, :])  # (2F, 1, window)
+        kernel = (kernel - kernel.mean(dim=1, keepdim=True)) / hann.sum()  # zero DC response
+        self.register_buffer("kernel", kernel.float()[:, None, :])  # (2F, 1, window)
         self.out_channels = (channels // group) * n_bins
 
     def output_length(self, n: int) -> int:
@@ -99,10 +102,18 @@ class SpectralFrontend(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, t = x.shape
+        if self.ratio:
+            # A floor relative to the sample's level keeps log finite on zero reads (and on the zero fill of
+            # an absent modality). clamp, not "+ 1e-12": the ONNX exporter folded that tiny add away.
+            floor = (1e-3 * x.abs().mean(dim=(1, 2), keepdim=True)).clamp_min(1e-6)
+            logs = torch.log(torch.maximum(x, floor)).reshape(b, c // self.nic, self.nic, t)
+            x = (logs - logs.mean(dim=2, keepdim=True)).reshape(b, c, t)
         y = F.conv1d(x.reshape(b * c, 1, t), self.kernel, stride=self.hop)  # (B C, 2F, L)
         power = y[:, : self.n_bins].pow(2) + y[:, self.n_bins :].pow(2)  # (B C, F, L)
         power = power.reshape(b, c // self.group, self.group, self.n_bins, -1).mean(dim=2)  # (B, 9, F, L)
-        return torch.log(power + 1e-6).flatten(1, 2)  # (B, 9 F, L)
+        # log(1 + P / 1e-6) ~ log P + 13.8 for motion power, and exactly 0 for the zero fill of an absent
+        # modality: a constant -18 there made the exported GroupNorm's variance round below 0 (NaN).
+        return torch.log1p(power * 1e6).flatten(1, 2)  # (B, 9 F, L)
 
 
 class PhasorFrontend(nn.Module):
@@ -192,10 +203,12 @@ class ModalityEncoder(nn.Module):
         patch = PATCH_STRIDE[modality]
         self.frontend: nn.Module = nn.Identity()
         self.normalise_input = True  # False: the front end reads the preprocessed input itself
-        if frontend == "spectrogram":
+        if frontend in ("spectrogram", "ratio_spectrogram"):
             if modality != "wifi":
-                raise ValueError(f"the spectrogram front end is for wifi, not {modality}")
-            self.frontend = SpectralFrontend(c_in)
+                raise ValueError(f"the {frontend} front end is for wifi, not {modality}")
+            self.frontend = SpectralFrontend(c_in, ratio=frontend == "ratio_spectrogram")
+            # The ratio is scale-free and reads the amplitude itself; the plain spectrogram reads normalised input.
+            self.normalise_input = frontend == "spectrogram"
             c_in, spatial, patch = self.frontend.out_channels, [self.frontend.output_length(spatial[0])], 1
         elif frontend == "phasor":
             if modality != "rfid":

@@ -31,10 +31,6 @@ class WifiPrep:
     # amplitude's level, the body's motion only its fluctuation. Off by default until measured more widely:
     # WiFi-only on the quick start (one seed, 12 epochs) it gave W 25.8% against 18.3% without.
     remove_static: StrictBool = False
-    # Cancel each receiver NIC's gain: take the log amplitude and subtract, per packet, the mean over that
-    # NIC's 90 channels (3 antennas x 30 subcarriers). AGC steps and per-packet gain jitter multiply all 90
-    # channels of a NIC alike (the idea behind CSI-ratio methods); what is left is dimensionless.
-    cancel_gain: StrictBool = False
 
     def __post_init__(self) -> None:
         if self.lowpass_hz is not None and not self.lowpass_hz < self.fs / 2:

@@ -1,8 +1,7 @@
 """The per-modality pipelines and `preprocess`, the one function training (through the packer) and the
 runtime both call.
 
-- wifi  (B, 270, 1000) amplitude: Hampel outlier removal along time -> optional NIC gain cancellation
-  (log, minus the per-packet mean of each NIC's 90 channels) -> zero-phase Butterworth low-pass
+- wifi  (B, 270, 1000) amplitude: Hampel outlier removal along time -> zero-phase Butterworth low-pass
   (`sosfiltfilt`, fs=200 Hz) -> optional static-path removal.
 - rfid  (B, 23, 148) wrapped phase: pi-ambiguity folding (unwrap 2*phase, halve) or plain unwrap
   -> per-tag offset removal (median).
@@ -26,20 +25,9 @@ from rfsense.modalities import MODALITIES, canonical_batch, expected_shape
 __all__ = ["preprocess"]
 
 
-def _cancel_gain(y: np.ndarray) -> np.ndarray:
-    """(B, 270, T) amplitude -> log amplitude minus each NIC's per-packet mean over its 90 channels."""
-    b, c, t = y.shape
-    # A floor relative to the sample's level keeps log finite on zero reads without a fixed unit.
-    floor = 1e-3 * np.maximum(np.median(np.abs(y).reshape(b, -1), axis=1), 1e-12)[:, None, None]
-    logs = np.log(np.maximum(y, floor)).reshape(b, 3, c // 3, t)
-    return (logs - logs.mean(axis=2, keepdims=True)).reshape(b, c, t)
-
-
 def _wifi(x: np.ndarray, cfg: WifiPrep) -> np.ndarray:
     """(B, 270, T) amplitude -> (B, 270, T)."""
     y = hampel(x, cfg.hampel_window, cfg.hampel_sigmas)
-    if cfg.cancel_gain:
-        y = _cancel_gain(y)
     if cfg.lowpass_hz is not None:
         y = signal.sosfiltfilt(butter_lowpass(cfg.order, cfg.lowpass_hz, cfg.fs), y, axis=-1)
     if cfg.remove_static:
