@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,38 +81,49 @@ BASE: dict[str, Any] = {
 }
 
 def _alone(m: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One modality alone: the others never present, DAGR off (it needs two modalities)."""
     keep = [0.0, 0.0, 0.0]
     keep[m] = 1.0
     return {"train.keep_prob": keep, "dagr.enabled": False, **(extra or {})}
 
 
 RECIPES: dict[str, Recipe] = {
-    "default": Recipe("the shipped defaults (joint, X-Fi-style fusion, DAGR pareto/params)"),
+    # Screened on both sets, all 7 subsets. One of them is the code's default (marked in the tables).
+    "per-batch": Recipe("joint, X-Fi fusion, DAGR pareto/params, one modality subset per batch (X-Fi)",
+                        {"train.presence": "per_batch"}),
+    "per-sample": Recipe("as per-batch, but every sample draws its own subset", {"train.presence": "per_sample"}),
     "no-dagr": Recipe("default without DAGR", {"dagr.enabled": False}),
-    "per-sample": Recipe("modality subset drawn per sample", {"train.presence": "per_sample"}),
-    "per-batch": Recipe("modality subset drawn per batch (X-Fi)", {"train.presence": "per_batch"}),
-    "dml": Recipe("DML same-class re-pairing", {"train.pairing": "dml"}),
-    "late": Recipe("decision-level (late) fusion", {"model.fusion": "late"}),
-    "embeddings": Recipe("DAGR alpha* from z-gradients", {"dagr.pareto_space": "embeddings"}),
-    "xfi": Recipe(
-        "X-Fi protocol: backbones alone, then projectors + fusion on frozen backbones, DAGR",
-        {"train.stage": "xfi"},
-    ),
-    "xfi-no-dagr": Recipe("X-Fi protocol without DAGR", {"train.stage": "xfi", "dagr.enabled": False}),
+    "dml": Recipe("default with DML same-class re-pairing", {"train.pairing": "dml"}),
+    "late": Recipe("default with decision-level (late) fusion", {"model.fusion": "late"}),
+    "xfi": Recipe("X-Fi protocol: backbones alone, then projectors + fusion on the frozen backbones, DAGR",
+                  {"train.stage": "xfi"}),
+    # Stage 2 without DAGR on the very backbones of `xfi` (same seed): DAGR is the only difference.
+    "xfi-no-dagr": Recipe("X-Fi protocol without DAGR (stage 2 on xfi's backbones)",
+                          {"train.stage": "fusion", "dagr.enabled": False}),
     # Studies: one question each, one seed, small set.
-    "R-alone": Recipe("mmWave alone", _alone(0), ("small",), "study"),
-    "W-alone": Recipe("WiFi alone", _alone(1), ("small",), "study"),
-    "RF-alone": Recipe("RFID alone", _alone(2), ("small",), "study"),
-    "W-static": Recipe("WiFi alone, static paths removed", _alone(1, {"data.preprocessing.wifi.remove_static": True}),
-                       ("small",), "study"),
-    "W-gain": Recipe("WiFi alone, NIC gain cancelled", _alone(1, {"data.preprocessing.wifi.cancel_gain": True}),
+    "R-alone": Recipe("mmWave alone (patch 8)", _alone(0), ("small",), "study"),
+    "R-alone-patch4": Recipe("mmWave alone, patch 4", _alone(0, {"model.mmwave_patch": 4}), ("small",), "study"),
+    "W-alone": Recipe("WiFi alone, ratio spectrogram (default)", _alone(1), ("small",), "study"),
+    "W-spectrogram": Recipe("WiFi alone, spectrogram without the NIC-gain ratio",
+                            _alone(1, {"model.wifi_frontend": "spectrogram"}), ("small",), "study"),
+    "W-raw": Recipe("WiFi alone, raw amplitude (the old default)", _alone(1, {"model.wifi_frontend": "raw"}),
+                    ("small",), "study"),
+    "W-raw-static": Recipe("WiFi alone, raw amplitude, static paths removed",
+                           _alone(1, {"model.wifi_frontend": "raw", "data.preprocessing.wifi.remove_static": True}),
+                           ("small",), "study"),
+    "RF-alone": Recipe("RFID alone, phasor (default)", _alone(2), ("small",), "study"),
+    "RF-raw": Recipe("RFID alone, unwrapped phase (the old default)", _alone(2, {"model.rfid_frontend": "raw"}),
                      ("small",), "study"),
     "t=0.5": Recipe("DAGR t = 0.5", {"dagr.t": 0.5}, ("small",), "study"),
     "t=1": Recipe("DAGR t = 1", {"dagr.t": 1.0}, ("small",), "study"),
     "t=4": Recipe("DAGR t = 4", {"dagr.t": 4.0}, ("small",), "study"),
+    "embeddings": Recipe("DAGR alpha* from z-gradients (approximation)", {"dagr.pareto_space": "embeddings"},
+                         ("small",), "study"),
 }
-DEFAULT = "default"
-ALWAYS_SEEDED = ("default", "no-dagr")  # DAGR against no DAGR on the same seeds (Table 4 layout)
+SINGLE = {"R-alone": "R", "R-alone-patch4": "R", "W-alone": "W", "W-spectrogram": "W", "W-raw": "W",
+          "W-raw-static": "W", "RF-alone": "RF", "RF-raw": "RF"}  # the one subset a single-modality study scores
+ALWAYS_SEEDED = ("no-dagr",)  # besides the default: DAGR against no DAGR on the same seeds (Table 4 layout)
+DEPENDS = {"xfi-no-dagr": "xfi"}  # trains stage 2 on the backbones of that recipe's run (same seed)
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -144,26 +157,63 @@ def config_path(set_name: str) -> Path:
     return path
 
 
+def overrides(set_name: str, recipe: str, seed: int) -> list[str]:
+    """The run's `--set` overrides on the set's base config."""
+    sets: dict[str, Any] = {**RECIPES[recipe].overrides, "train.seed": seed, "name": run_name(recipe, seed)}
+    if recipe in DEPENDS:
+        sets["train.backbones"] = str(run_dir(set_name, DEPENDS[recipe], seed) / "backbones")
+    return [f"{k}={json.dumps(v)}" for k, v in sets.items()]
+
+
 def train_command(set_name: str, recipe: str, seed: int) -> list[str]:
-    sets = {**RECIPES[recipe].overrides, "train.seed": seed, "name": run_name(recipe, seed)}
     cmd = ["nice", "-n", "15", sys.executable, "-m", "rfsense", "-q", "train", str(config_path(set_name))]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={json.dumps(v)}"]
+    for item in overrides(set_name, recipe, seed):
+        cmd += ["--set", item]
     if run_dir(set_name, recipe, seed).exists():
         cmd.append("--resume")
     return cmd
 
 
+_DONE: dict[tuple[str, str, int], threading.Event] = {}
+
+
 def train(set_name: str, recipe: str, seed: int) -> tuple[str, str, int, float, str]:
-    """Train one run in a subprocess unless it is finished; returns (set, recipe, seed, seconds, error)."""
+    """Train one run in a subprocess unless it is finished; returns (set, recipe, seed, seconds, error).
+
+    A run that needs another one's backbones waits for it (the other worker is training it)."""
     path = run_dir(set_name, recipe, seed)
-    if finished(path):
-        return set_name, recipe, seed, 0.0, ""
-    t0 = time.monotonic()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(train_command(set_name, recipe, seed), cwd=ROOT, env=env, capture_output=True, text=True)
-    err = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    return set_name, recipe, seed, time.monotonic() - t0, err
+    try:
+        if finished(path):
+            return set_name, recipe, seed, 0.0, ""
+        if recipe in DEPENDS:
+            dep = (set_name, DEPENDS[recipe], seed)
+            _DONE.setdefault(dep, threading.Event()).wait()
+            if not finished(run_dir(*dep) / "backbones"):
+                return set_name, recipe, seed, 0.0, f"needs the backbones of {run_name(*dep[1:])}, which failed"
+        t0 = time.monotonic()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(train_command(set_name, recipe, seed), cwd=ROOT, env=env, capture_output=True, text=True)
+        err = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return set_name, recipe, seed, time.monotonic() - t0, err
+    finally:
+        _DONE.setdefault((set_name, recipe, seed), threading.Event()).set()
+
+
+@functools.cache
+def default_recipe(set_name: str) -> str:
+    """The screened recipe whose resolved config is the code's default (the base config unchanged)."""
+    from rfsense.train.config import config_tree, load_config
+
+    def tree(items: list[str]) -> dict[str, Any]:
+        t = config_tree(load_config(config_path(set_name), items))
+        t.pop("name")
+        return t
+
+    base = tree(["train.seed=0"])
+    for name, rec in RECIPES.items():
+        if rec.phase == "screen" and set_name in rec.sets and tree(overrides(set_name, name, 0)[:-1]) == base:
+            return name
+    raise SystemExit(f"no screened recipe equals the default config on {set_name}: add one")
 
 
 def ensure_data(set_name: str) -> Path:
@@ -195,12 +245,15 @@ def probe(set_name: str) -> dict[str, float]:
 
 
 def load_run(path: Path) -> dict[str, Any] | None:
-    """Accuracies, training time (s) and the DAGR/geometry statistics of one finished run."""
+    """Accuracies, training time (s, both stages for the X-Fi protocol) and DAGR/geometry statistics of a
+    finished run."""
     if not finished(path):
         return None
     res = json.loads((path / "results.json").read_text())
+    cfg = yaml.safe_load((path / "config.yaml").read_text())
     seconds, gaps, epochs = 0.0, [], 0
-    for metrics in [path / "backbones" / "metrics.jsonl", path / "metrics.jsonl"]:
+    stage1 = Path(cfg["train"]["backbones"]) if cfg["train"].get("backbones") else path / "backbones"
+    for metrics in [stage1 / "metrics.jsonl", path / "metrics.jsonl"]:
         if not metrics.is_file():
             continue
         for line in metrics.read_text().splitlines():
@@ -210,14 +263,17 @@ def load_run(path: Path) -> dict[str, Any] | None:
             if row.get("alpha_gap") is not None:
                 gaps.append(row["alpha_gap"])
     acc = res["subsets"]
+    geo = res.get("geometry") or {}
     return {
         "subsets": acc,
         "mean": float(np.mean([acc[k] for k in SUBSET_NAMES])),
         "seconds": seconds,
         "epochs": epochs,
         "alpha_gap": float(np.mean(gaps)) if gaps else None,
-        "outside_tau": (res.get("geometry") or {}).get("outside_tau"),
-        "drift": (res.get("geometry") or {}).get("drift"),
+        "outside_tau": geo.get("outside_tau"),
+        "drift": geo.get("drift"),
+        "effective_rank": geo.get("effective_rank"),
+        "semantic_margin": geo.get("semantic_margin"),
     }
 
 
@@ -237,10 +293,15 @@ def fmt(values: list[float], scale: float = 100.0) -> str:
     return f"{m:.1f}" if len(values) == 1 else f"{m:.1f} ± {s:.1f}"
 
 
+def screened(set_name: str) -> list[str]:
+    return [n for n, r in RECIPES.items() if r.phase == "screen" and set_name in r.sets]
+
+
 def recipe_table(set_name: str, recipes: list[str]) -> tuple[str, dict[str, Any]]:
     """Markdown table: one row per recipe (mean ± std over its finished seeds), 7 subsets, mean, time."""
-    head = "| recipe | seeds | " + " | ".join(SUBSET_NAMES) + " | mean | train min/run |"
-    lines = [head, "|" + "---|" * (len(SUBSET_NAMES) + 4)]
+    default = default_recipe(set_name)
+    head = "| recipe | seeds | " + " | ".join(SUBSET_NAMES) + " | mean | outside τ | train min |"
+    lines = [head, "|" + "---|" * (len(SUBSET_NAMES) + 5)]
     data: dict[str, Any] = {}
     for name in recipes:
         runs = collect(set_name, name)
@@ -248,37 +309,58 @@ def recipe_table(set_name: str, recipes: list[str]) -> tuple[str, dict[str, Any]
             continue
         cells = [fmt([r["subsets"][k] for r in runs]) for k in SUBSET_NAMES]
         minutes = np.mean([r["seconds"] for r in runs]) / 60
-        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | **{fmt([r['mean'] for r in runs])}** "
-                     f"| {minutes:.0f} |")
+        outside = [r["outside_tau"] for r in runs if r["outside_tau"] is not None]
+        label = f"**{name}** (default)" if name == default else name
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | **{fmt([r['mean'] for r in runs])}** "
+                     f"| {fmt(outside, 1.0) if outside else '-'} | {minutes:.0f} |")
         data[name] = {
+            "summary": RECIPES[name].summary,
             "seeds": len(runs),
             "subsets": {k: [r["subsets"][k] for r in runs] for k in SUBSET_NAMES},
             "mean": [r["mean"] for r in runs],
             "train_seconds": [r["seconds"] for r in runs],
             "alpha_gap": [r["alpha_gap"] for r in runs if r["alpha_gap"] is not None],
-            "outside_tau": [r["outside_tau"] for r in runs],
+            "outside_tau": outside,
         }
+    return "\n".join(lines), data
+
+
+def study_table(set_name: str) -> tuple[str, dict[str, Any]]:
+    """Single-modality studies (the subset they train) and the DAGR studies (mean of the 7 subsets)."""
+    lines = ["| study | what | accuracy (%) | train min |", "|---|---|---|---|"]
+    data: dict[str, Any] = {}
+    for name, rec in RECIPES.items():
+        if rec.phase != "study" or set_name not in rec.sets:
+            continue
+        r = load_run(run_dir(set_name, name, SEEDS[0]))
+        if r is None:
+            continue
+        key = SINGLE.get(name)
+        acc = r["subsets"][key] if key else r["mean"]
+        what = f"{key} alone" if key else "mean of 7 subsets"
+        extra = f"; α* gap {r['alpha_gap']:.3f}" if r["alpha_gap"] is not None and name == "embeddings" else ""
+        lines.append(f"| {name} | {rec.summary} ({what}{extra}) | {100 * acc:.1f} | {r['seconds'] / 60:.0f} |")
+        data[name] = {"summary": rec.summary, "scored": what, "accuracy": acc, "train_seconds": r["seconds"]}
     return "\n".join(lines), data
 
 
 def screen_ranking(set_name: str) -> list[str]:
     """Screened recipes by seed-0 mean accuracy over the 7 subsets, best first."""
     scores = {}
-    for name, rec in RECIPES.items():
-        if rec.phase == "screen" and set_name in rec.sets:
-            r = load_run(run_dir(set_name, name, SEEDS[0]))
-            if r is not None:
-                scores[name] = r["mean"]
+    for name in screened(set_name):
+        r = load_run(run_dir(set_name, name, SEEDS[0]))
+        if r is not None:
+            scores[name] = r["mean"]
     return sorted(scores, key=lambda k: -scores[k])
 
 
 def seeded_recipes(set_name: str) -> list[str]:
-    """The best two recipes of the screen, the default and the no-DAGR baseline: 3 seeds each."""
-    best = [r for r in screen_ranking(set_name) if r not in ALWAYS_SEEDED][:2]
-    return [*ALWAYS_SEEDED, *best]
+    """3 seeds for: the default, the no-DAGR baseline (Table 4 layout), and the best two of the screen."""
+    picked = [default_recipe(set_name), *ALWAYS_SEEDED]
+    return picked + [r for r in screen_ranking(set_name) if r not in picked and r not in DEPENDS][:2]
 
 
-def goals(set_name: str, recipe: str, probe_acc: dict[str, float]) -> list[tuple[str, bool | None, str]]:
+def goals(set_name: str, recipe: str, probe_acc: dict[str, float]) -> list[tuple[str, bool, str]]:
     """The issue's goals on `set_name` for `recipe` (its seed mean): (goal, met, measured)."""
     runs = collect(set_name, recipe)
     if not runs:
@@ -286,7 +368,7 @@ def goals(set_name: str, recipe: str, probe_acc: dict[str, float]) -> list[tuple
     acc = {k: float(np.mean([r["subsets"][k] for r in runs])) for k in SUBSET_NAMES}
     out = []
     for letter, m in (("R", "mmwave"), ("W", "wifi"), ("RF", "rfid")):
-        out.append((f"{letter} >= probe {m}", acc[letter] >= probe_acc[m],
+        out.append((f"{letter} >= probe's {m}", acc[letter] >= probe_acc[m],
                     f"{100 * acc[letter]:.1f} vs {100 * probe_acc[m]:.1f}"))
     best_single = max(acc["R"], acc["W"], acc["RF"])
     out.append(("R+W+RF >= best single + 5", acc["R+W+RF"] >= best_single + 0.05,
@@ -299,20 +381,21 @@ def goals(set_name: str, recipe: str, probe_acc: dict[str, float]) -> list[tuple
 
 def dagr_table(set_name: str, base: str, dagr: str, name_a: str, name_b: str) -> str:
     """Table 4 layout: base vs DAGR on the same seeds, Imp, and whether Imp exceeds the seed spread."""
-    a = {r_seed: load_run(run_dir(set_name, base, r_seed)) for r_seed in SEEDS}
-    b = {r_seed: load_run(run_dir(set_name, dagr, r_seed)) for r_seed in SEEDS}
+    a = {s: load_run(run_dir(set_name, base, s)) for s in SEEDS}
+    b = {s: load_run(run_dir(set_name, dagr, s)) for s in SEEDS}
     seeds = [s for s in SEEDS if a[s] is not None and b[s] is not None]
     if not seeds:
         return ""
     lines = [f"| Modality | {name_a} | {name_b} | Imp | > spread? |", "|---|---|---|---|---|"]
     for k in [*SUBSET_NAMES, "mean"]:
-        va = [a[s]["subsets"][k] if k != "mean" else a[s]["mean"] for s in seeds]
-        vb = [b[s]["subsets"][k] if k != "mean" else b[s]["mean"] for s in seeds]
+        va = [a[s]["subsets"][k] if k != "mean" else a[s]["mean"] for s in seeds]  # type: ignore[index]
+        vb = [b[s]["subsets"][k] if k != "mean" else b[s]["mean"] for s in seeds]  # type: ignore[index]
         imp = 100 * (np.mean(vb) - np.mean(va))
         spread = 100 * max(mean_std(va)[1], mean_std(vb)[1])
         verdict = "-" if len(seeds) < 2 else ("yes" if abs(imp) > spread else "no")
         lines.append(f"| {k} | {fmt(va)} | {fmt(vb)} | {imp:+.1f} | {verdict} |")
-    return f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); spread = the larger std of the two columns\n\n" + "\n".join(lines)
+    head = f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}); spread = the larger std of the two columns"
+    return head + "\n\n" + "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------- plan
@@ -325,10 +408,11 @@ def plan(phases: set[str]) -> list[tuple[str, str, int]]:
         jobs += [("small", n, SEEDS[0]) for n, r in RECIPES.items() if r.phase == "study"]
     if "screen" in phases:
         for s in ("small", "medium"):
-            jobs += [(s, n, SEEDS[0]) for n, r in RECIPES.items() if r.phase == "screen" and s in r.sets]
+            jobs += [(s, n, SEEDS[0]) for n in screened(s)]
     if "seeds" in phases:
-        for s in ("medium",):
-            jobs += [(s, n, seed) for n in seeded_recipes(s) for seed in SEEDS[1:]]
+        jobs += [("medium", n, seed) for n in seeded_recipes("medium") for seed in SEEDS[1:]]
+    if "seeds-xfi" in phases:  # the X-Fi protocol's Table 4 with 3 seeds, when there is time
+        jobs += [("medium", n, seed) for n in ("xfi", "xfi-no-dagr") for seed in SEEDS[1:]]
     return jobs
 
 
@@ -350,8 +434,10 @@ def report() -> tuple[str, dict[str, Any]]:
     parts = [
         "## Learning quality (synthetic data)",
         "",
-        "`python benchmarks/bench_learning.py --jobs 2 --results` (`make bench-learning`; cached runs under "
-        "`runs/bench-learning/`)",
+        "`python benchmarks/bench_learning.py --jobs 2 --results` (`make bench-learning`; every run is cached "
+        "under `runs/bench-learning/`, an interrupted benchmark resumes). Training: edge preset, batch 16, AdamW "
+        "1e-3, cosine schedule, 10 % of the training split held out to pick `best.pt`, one torch thread per run, "
+        "`nice -n 15`, two runs at a time on a 2-core machine shared with other jobs (times are wall time there).",
         "",
         machine_line(),
         "",
@@ -362,48 +448,50 @@ def report() -> tuple[str, dict[str, Any]]:
         if not p_path.is_file():
             continue
         pr = json.loads(p_path.read_text())
+        default = default_recipe(set_name)
         n_train = ds.volunteers * ds.actions * 14
         parts += [
             f"### {set_name}: {ds.volunteers} volunteers x {ds.actions} actions x {ds.trials} trials "
-            f"({n_train} train incl. 10 % validation, {ds.volunteers * ds.actions * (ds.trials - 14)} test; "
-            f"chance {100 / ds.actions:.0f} %; {ds.epochs} epochs per joint run)",
+            f"({n_train} train incl. the 10 % validation slice, {ds.volunteers * ds.actions * (ds.trials - 14)} "
+            f"test; chance {100 / ds.actions:.0f} %; {ds.epochs} epochs per run and stage)",
             "",
-            f"Probe (nearest class mean, no training): mmWave {100 * pr['mmwave']:.1f}, WiFi {100 * pr['wifi']:.1f}, "
-            f"RFID {100 * pr['rfid']:.1f}, fused {100 * pr['fusion']:.1f} %.",
+            f"Probe (nearest class mean on fixed features, no training): mmWave {100 * pr['mmwave']:.1f}, "
+            f"WiFi {100 * pr['wifi']:.1f}, RFID {100 * pr['rfid']:.1f}, fused {100 * pr['fusion']:.1f} %.",
             "",
         ]
-        screened = [n for n, r in RECIPES.items() if r.phase == "screen" and set_name in r.sets]
-        table, data = recipe_table(set_name, screened)
-        parts += ["Test accuracy (%), mean ± std over seeds where 3 were run:", "", table, ""]
-        out["sets"][set_name] = {"probe": pr, "recipes": data, "ranking": screen_ranking(set_name)}
-        studies = [n for n, r in RECIPES.items() if r.phase == "study" and set_name in r.sets]
-        if studies:
-            table, sdata = recipe_table(set_name, studies)
+        table, data = recipe_table(set_name, screened(set_name))
+        parts += ["Test accuracy (%; mean ± std where 3 seeds ran), the mean of the 7 subsets, the fraction of "
+                  "paired test embeddings outside τ, and training minutes per run:", "", table, ""]
+        out["sets"][set_name] = {"probe": pr, "default": default, "recipes": data, "ranking": screen_ranking(set_name)}
+        table, sdata = study_table(set_name)
+        if sdata:
             parts += ["Studies (one seed):", "", table, ""]
             out["sets"][set_name]["studies"] = sdata
-        if finished(run_dir(set_name, DEFAULT, SEEDS[0])):
-            verdicts = goals(set_name, DEFAULT, pr)
+        if finished(run_dir(set_name, default, SEEDS[0])):
+            verdicts = goals(set_name, default, pr)
             out["sets"][set_name]["goals"] = [{"goal": g, "met": m, "measured": v} for g, m, v in verdicts]
-            parts += [f"Goals for `{DEFAULT}` on {set_name}:", "", "| goal | met | measured |", "|---|---|---|"]
+            parts += [f"Goals for the default (`{default}`) on {set_name}:", "", "| goal | met | measured |",
+                      "|---|---|---|"]
             parts += [f"| {g} | {'yes' if m else 'no'} | {v} |" for g, m, v in verdicts] + [""]
-        for base, dagr, a, b in (("no-dagr", "default", "joint", "joint + DAGR"),
+        for base, dagr, a, b in (("no-dagr", default, "joint", "joint + DAGR"),
                                  ("xfi-no-dagr", "xfi", "X-Fi protocol", "X-Fi protocol + DAGR")):
             t = dagr_table(set_name, base, dagr, a, b)
             if t:
-                parts += [f"DAGR against no DAGR ({a}), Table 4 layout:", "", t, ""]
+                parts += [f"DAGR against no DAGR ({a}) in the layout of the DAGR paper's Table 4:", "", t, ""]
     headline = ""
-    med = out["sets"].get("medium", {}).get("recipes", {}).get(DEFAULT)
-    if med:
-        m, s = mean_std(med["mean"])
-        headline = f"headline: default recipe on the medium set, mean over the 7 subsets {100 * m:.1f} ± {100 * s:.1f} %"
+    med = out["sets"].get("medium", {})
+    if med.get("recipes", {}).get(med.get("default")):
+        m, s = mean_std(med["recipes"][med["default"]]["mean"])
+        headline = (f"headline: default recipe on the medium set, mean accuracy over the 7 subsets "
+                    f"{100 * m:.1f} ± {100 * s:.1f} %")
     return "\n".join(parts), {**out, "headline": headline}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (one torch thread each)")
-    ap.add_argument("--only", choices=["probe", "study", "screen", "seeds"], action="append",
-                    help="run only these phases (repeatable; default: all)")
+    ap.add_argument("--only", choices=["probe", "study", "screen", "seeds", "seeds-xfi"], action="append",
+                    help="run only these phases (repeatable; default: probe, study, screen, seeds)")
     ap.add_argument("--plan", action="store_true", help="print the grid and what is cached, train nothing")
     ap.add_argument("--results", action="store_true", help="write the section of benchmarks/RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -416,7 +504,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "probe" in phases:
         for s in SETS:
             print(f"probe {s}: {probe(s)}", flush=True)
-    for phase in ("study", "screen", "seeds"):  # "seeds" reads the screen's ranking: after it
+    for phase in ("study", "screen", "seeds", "seeds-xfi"):  # "seeds" reads the screen's ranking: after it
         if phase in phases:
             run_jobs(plan({phase}), args.jobs)
     text, out = report()

@@ -30,7 +30,8 @@ from rfsense.models.presets import ModelConfig
 
 __all__ = ["ChannelNorm", "ModalityEncoder", "build_encoder", "PATCH_STRIDE"]
 
-# Stride (= kernel) of the "patch" stem per modality: mmWave 256x128 -> 64x32, WiFi 1000 -> 250, RFID 148 -> 74.
+# Stride (= kernel) of the "patch" stem per modality: WiFi 1000 -> 250, RFID 148 -> 74; mmWave's is
+# ModelConfig.mmwave_patch (8: 256x128 -> 32x16).
 PATCH_STRIDE: dict[Modality, int] = {"mmwave": 4, "wifi": 4, "rfid": 2}
 
 
@@ -191,6 +192,7 @@ class ModalityEncoder(nn.Module):
         blocks_per_stage: int,
         stem: str,
         frontend: str = "raw",
+        patch: int | None = None,
     ) -> None:
         super().__init__()
         self.modality = modality
@@ -200,7 +202,7 @@ class ModalityEncoder(nn.Module):
         c_in, *spatial = self.input_shape
         dims = len(spatial)
         self.norm = ChannelNorm(c_in, dims)
-        patch = PATCH_STRIDE[modality]
+        patch = patch or PATCH_STRIDE[modality]
         self.frontend: nn.Module = nn.Identity()
         self.normalise_input = True  # False: the front end reads the preprocessed input itself
         if frontend in ("spectrogram", "ratio_spectrogram"):
@@ -259,4 +261,5 @@ def build_encoder(modality: Modality, cfg: ModelConfig) -> ModalityEncoder:
         blocks_per_stage=cfg.blocks_per_stage,
         stem=cfg.stem,
         frontend={"wifi": cfg.wifi_frontend, "rfid": cfg.rfid_frontend}.get(modality, "raw"),
+        patch=cfg.mmwave_patch if modality == "mmwave" else None,
     )
