@@ -131,6 +131,20 @@ class PhasorFrontend(nn.Module):
         return torch.cat([torch.cos(2 * x), torch.sin(2 * x)], dim=1)
 
 
+class DopplerFrontend(nn.Module):
+    """mmWave heatmap -> Doppler-time profile, a fixed layer: (B, 17, 256, 128) -> (B, 17, 128).
+
+    The maximum over the 256 range bins of each step and Doppler bin: the strongest echo at every radial
+    velocity, wherever the volunteer stands. The body fills a few dozen of the range bins and the rest is
+    noise and static clutter (at zero Doppler); the velocity pattern over time (micro-Doppler) is what
+    separates actions. Reads the map as XRF55's range x Doppler (the axes `rfsense synth` documents and
+    the DCA1000 reader computes). A max reduction: plain ONNX.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.amax(dim=2)  # (B, steps, Doppler)
+
+
 def _conv(dims: int) -> type[nn.Conv1d] | type[nn.Conv2d]:
     return nn.Conv2d if dims == 2 else nn.Conv1d
 
@@ -212,6 +226,11 @@ class ModalityEncoder(nn.Module):
             # The ratio is scale-free and reads the amplitude itself; the plain spectrogram reads normalised input.
             self.normalise_input = frontend == "spectrogram"
             c_in, spatial, patch = self.frontend.out_channels, [self.frontend.output_length(spatial[0])], 1
+        elif frontend == "doppler":
+            if modality != "mmwave":
+                raise ValueError(f"the doppler front end is for mmwave, not {modality}")
+            self.frontend = DopplerFrontend()
+            spatial, dims, patch = [spatial[1]], 1, 2  # a 1-D signal over the 128 Doppler bins, 17 steps as channels
         elif frontend == "phasor":
             if modality != "rfid":
                 raise ValueError(f"the phasor front end is for rfid, not {modality}")
@@ -260,6 +279,6 @@ def build_encoder(modality: Modality, cfg: ModelConfig) -> ModalityEncoder:
         widths=widths,
         blocks_per_stage=cfg.blocks_per_stage,
         stem=cfg.stem,
-        frontend={"wifi": cfg.wifi_frontend, "rfid": cfg.rfid_frontend}.get(modality, "raw"),
+        frontend={"mmwave": cfg.mmwave_frontend, "wifi": cfg.wifi_frontend, "rfid": cfg.rfid_frontend}[modality],
         patch=cfg.mmwave_patch if modality == "mmwave" else None,
     )

@@ -60,9 +60,12 @@ class ModelConfig:
     # RFID encoder input: "raw" preprocessed phase (B, 23, 148), or "phasor": (cos 2 theta, sin 2 theta)
     # per tag (B, 46, 148), blind to the reader's pi ambiguity, tag offsets and unwrap errors.
     rfid_frontend: Literal["raw", "phasor"] = "phasor"
-    # Kernel = stride of the mmWave "patch" stem over range x Doppler (256 x 128 -> 32 x 16 at 8). The
-    # heatmaps' class information is coarse (the probe reads 77.5 % at 4 x 4 pooling, 80 % at 16 x 16 on the
-    # quick-start set), and 8 costs a third of 4's compute.
+    # mmWave encoder input: "raw" heatmap (B, 17, 256, 128) into a 2-D trunk, or "doppler": the maximum
+    # over range of each step and Doppler bin (B, 17 steps, 128 Doppler), a 1-D trunk over Doppler. On the
+    # quick-start set softmax regression reads 79 % from the Doppler profile and 42 % from the 16 x 16
+    # pooled map (benchmarks/RESULTS.md).
+    mmwave_frontend: Literal["raw", "doppler"] = "doppler"
+    # Kernel = stride of the "patch" stem over the raw mmWave map's range x Doppler (256 x 128 -> 32 x 16 at 8).
     mmwave_patch: PositiveInt = 8
 
     def __post_init__(self) -> None:
@@ -72,7 +75,9 @@ class ModelConfig:
 
 # Fields added after models were first saved, with the value every model saved before them had: a saved
 # config (checkpoint or run config.yaml) lacking one gets this value, not today's default.
-LEGACY_DEFAULTS: dict[str, Any] = {"fusion": "xfi", "wifi_frontend": "raw", "rfid_frontend": "raw", "mmwave_patch": 4}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "fusion": "xfi", "wifi_frontend": "raw", "rfid_frontend": "raw", "mmwave_frontend": "raw", "mmwave_patch": 4,
+}
 
 
 def saved_model_config(d: dict[str, Any], prefix: str = "model_config") -> ModelConfig:
@@ -125,4 +130,5 @@ def xfi() -> ModelConfig:
         rfid_widths=(128, 128, 256, 512),
         wifi_frontend="raw",  # X-Fi's backbones read the arrays as stored
         rfid_frontend="raw",
+        mmwave_frontend="raw",
     )
