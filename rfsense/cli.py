@@ -210,13 +210,20 @@ def pack_cmd(root: Path, out: Path, dtype: str, config_path: Path | None, skip_b
 @click.option("--seeds", callback=_int_list, help="Train one run per seed, e.g. 0,42,3407; report mean ± std.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
               help="Processes on this machine (one per GPU): torchrun --standalone --nproc_per_node N.")
+@click.option("--stage", type=click.Choice(["joint", "backbones", "fusion", "xfi"]), default=None,
+              help="Training stage (train.stage): joint end to end; X-Fi's protocol: backbones alone, then fusion "
+                   "on the frozen backbones of --backbones RUN; xfi runs both in order.")
+@click.option("--backbones", "backbones_run", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Run folder of a finished backbones stage (with --stage fusion).")
 @click.pass_context
 def train(ctx: click.Context, config: Path, overrides: list[str], resume: bool, overwrite: bool,
-          seeds: list[int] | None, nproc: int) -> None:
+          seeds: list[int] | None, nproc: int, stage: str | None, backbones_run: Path | None) -> None:
     """Train the fusion model described by CONFIG (YAML) and evaluate it on the test split."""
     require_extra("train", "torch")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    overrides = [*overrides, *([f"train.stage={stage}"] if stage else []),
+                 *([f"train.backbones={backbones_run}"] if backbones_run else [])]
     if nproc > 1:
         if "LOCAL_RANK" in os.environ:
             raise click.UsageError("--nproc starts torchrun itself; under torchrun leave it out")
@@ -240,14 +247,24 @@ def train(ctx: click.Context, config: Path, overrides: list[str], resume: bool, 
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(run_dir: Path, checkpoint: str, as_json: bool) -> None:
+@click.option("--plots", is_flag=True, help="Also draw the per-epoch geometry diagnostics into RUN/geometry.png "
+                                            "(needs the 'plots' extra).")
+def eval_cmd(run_dir: Path, checkpoint: str, as_json: bool, plots: bool) -> None:
     """Accuracy on all 7 modality subsets and geometry diagnostics for RUN (or a folder of seed runs)."""
     require_extra("train", "torch")
+    if plots:
+        require_extra("plots", "matplotlib")
     from rfsense.train.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, which=checkpoint)
     table = result.pop("table")
     click.echo(json.dumps(result, indent=2) if as_json else table)
+    if plots:
+        from rfsense.train.plots import plot_geometry
+        from rfsense.train.rundir import seed_runs
+
+        for folder in seed_runs(run_dir) or [run_dir]:
+            click.echo(f"wrote {plot_geometry(folder)}", err=as_json)
 
 
 @main.command(context_settings=CONTEXT)

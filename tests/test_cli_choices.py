@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rfsense.cli import main
-from tests.conftest import RECORDINGS, TINY_SPLIT
+from tests.conftest import RECORDINGS, TINY_SPLIT, tiny_config
 from tests.deploy.conftest import write_toy_model
 
 
@@ -34,6 +34,18 @@ def _choices() -> list[tuple[tuple[str, ...], str, str]]:
     return cases
 
 
+def _tiny_config_file(root, tmp) -> str:
+    """A one-epoch run config for the tiny set, as YAML (what `rfsense train` reads)."""
+    import yaml
+
+    from rfsense.train.config import config_tree
+
+    path = tmp / "tiny.yaml"
+    if not path.is_file():
+        path.write_text(yaml.safe_dump(config_tree(tiny_config(root, tmp / "runs", epochs=1, threads=1))))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def base_args(synth_root, trained_run, tmp_path_factory):
     """Cheap, valid arguments for each command (the option under test is appended)."""
@@ -48,6 +60,7 @@ def base_args(synth_root, trained_run, tmp_path_factory):
         ("data", "pack"): lambda: [str(synth_root), str(tmp_path_factory.mktemp("p") / "pack"), "--train-trials",
                                    train_trials],
         ("eval",): lambda: [str(trained_run)],
+        ("train",): lambda: [_tiny_config_file(synth_root, tmp), "--set", "train.epochs=1", "--overwrite"],
         ("infer",): lambda: [str(toy.path), sample],
         ("stress",): lambda: [str(toy.path), "--data", str(synth_root), "--train-trials", train_trials, "--limit", "2",
                               "--faults", "missing", "--modalities", "wifi", "--severities", "0,1",

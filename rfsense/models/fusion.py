@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ClassificationHead", "CrossAttentionBlock", "CrossModalBlock", "KVGenerator", "XFiFusion"]
+__all__ = ["ClassificationHead", "CrossAttentionBlock", "CrossModalBlock", "KVGenerator", "LateFusion", "XFiFusion"]
 
 
 def masked_attention(
@@ -220,3 +220,25 @@ class ClassificationHead(nn.Module):
         pooled = torch.where(valid[:, :, None], x, torch.zeros_like(x)).sum(dim=1)
         pooled = pooled / valid.to(x.dtype).sum(dim=1, keepdim=True)  # (B, d)
         return self.fc(self.norm(pooled))  # (B, n_classes)
+
+
+class LateFusion(nn.Module):
+    """Decision-level (late) fusion, the baseline beside X-Fi: one classifier per modality on its pooled
+    embedding ``z_m = tokens_m.mean(tokens)`` (LayerNorm + Linear, like X-Fi's head), logits averaged
+    over the present modalities (X-Fi's ``baseline2`` averages its single-modality models the same way).
+
+    Masking is a ``where`` on ``present``: an absent modality's tokens never reach the output, even
+    when they are NaN or Inf, so one graph serves every subset. No modality present gives zero logits.
+    """
+
+    def __init__(self, n_modalities: int, d: int, n_classes: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, n_classes)) for _ in range(n_modalities))
+
+    def forward(self, tokens: Tensor, present: Tensor) -> Tensor:
+        # tokens (B, M, n, d); present (B, M) bool -> logits (B, C)
+        z = tokens.mean(dim=2)  # (B, M, d)
+        logits = torch.stack([head(z[:, m]) for m, head in enumerate(self.heads)], dim=1)  # (B, M, C)
+        keep = present[:, :, None]
+        count = present.to(logits.dtype).sum(dim=1).clamp_min(1.0)[:, None]  # (B, 1)
+        return torch.where(keep, logits, torch.zeros_like(logits)).sum(dim=1) / count

@@ -20,7 +20,7 @@ from rfsense.errors import ConfigError
 from rfsense.modalities import MODALITIES, SHAPE_MEANING, SHAPES
 from rfsense.models._registry import get_preset
 from rfsense.models.encoders import ModalityEncoder, build_encoder
-from rfsense.models.fusion import ClassificationHead, XFiFusion
+from rfsense.models.fusion import ClassificationHead, LateFusion, XFiFusion
 from rfsense.models.presets import ModelConfig, model_config
 
 __all__ = ["RFSenseNet", "build_model"]
@@ -35,30 +35,37 @@ class RFSenseNet(nn.Module):
     Attributes:
         config: the ``ModelConfig`` it was built from.
         encoders: ``nn.ModuleDict`` modality -> ``ModalityEncoder``, in ``MODALITIES`` order.
-        fusion: ``XFiFusion``; head: ``ClassificationHead``.
+        fusion: ``XFiFusion`` (``cfg.fusion == "xfi"``) or ``LateFusion`` (``"late"``, which holds its
+            own per-modality classifiers); head: ``ClassificationHead`` after ``XFiFusion``, None for late.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.config = cfg
         self.encoders = nn.ModuleDict({m: build_encoder(m, cfg) for m in MODALITIES})
-        self.fusion = XFiFusion(
-            n_modalities=len(MODALITIES),
-            d=cfg.d,
-            depth=cfg.depth,
-            heads=cfg.heads,
-            mlp_ratio=cfg.mlp_ratio,
-            dropout=cfg.dropout,
-            share_depth=cfg.share_depth,
-        )
-        self.head = ClassificationHead(cfg.d, cfg.n_classes)
+        self.fusion: nn.Module
+        self.head: ClassificationHead | None
+        if cfg.fusion == "late":
+            self.fusion = LateFusion(len(MODALITIES), cfg.d, cfg.n_classes)
+            self.head = None
+        else:
+            self.fusion = XFiFusion(
+                n_modalities=len(MODALITIES),
+                d=cfg.d,
+                depth=cfg.depth,
+                heads=cfg.heads,
+                mlp_ratio=cfg.mlp_ratio,
+                dropout=cfg.dropout,
+                share_depth=cfg.share_depth,
+            )
+            self.head = ClassificationHead(cfg.d, cfg.n_classes)
         # Training-only linear classifiers on each modality's pooled embedding (train.unimodal_weight):
         # they give every encoder its own label signal, so a strong modality cannot starve a weak one.
         # forward() never uses them, so they are not in the exported graph.
         self.unimodal_heads = nn.ModuleList(nn.Linear(cfg.d, cfg.n_classes) for _ in MODALITIES)
 
     def forward_features(
-        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor
+        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor, skip_absent: bool = False
     ) -> tuple[Tensor, Tensor]:
         """Logits and the pooled per-modality embeddings.
 
@@ -67,6 +74,7 @@ class RFSenseNet(nn.Module):
                 not normalised (the per-channel normalisation is the network's first layer). The values
                 of an absent modality are ignored entirely (may be zeros, garbage, NaN or Inf).
             present: (B, 3) bool in ``MODALITIES`` order (mmwave, wifi, rfid).
+            skip_absent: see ``encode`` (training speed-up; the logits are the same).
 
         Returns:
             logits (B, n_classes) and z (B, 3, d): the encoders' pooled embeddings before any L2
@@ -76,18 +84,26 @@ class RFSenseNet(nn.Module):
         Raises:
             ValueError: an input has the wrong per-sample shape.
         """
-        tokens, z = self.encode(mmwave, wifi, rfid, present)
+        tokens, z = self.encode(mmwave, wifi, rfid, present, skip_absent=skip_absent)
         return self.fuse(tokens, present), z
 
-    def encode(self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(
+        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor, skip_absent: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Encoder outputs: tokens (B, 3, n_tokens, d) and pooled z (B, 3, d), absent inputs zeroed first.
 
         Split from ``fuse`` so evaluation can encode a batch once and score all 7 subsets on it: the
         fusion ignores the tokens of absent modalities, so any ``present`` that is a subset of the one
         used here gives the same logits as ``forward_features`` would.
+
+        ``skip_absent=True`` (training only; it branches in Python on ``present``, so never for export)
+        does not run the encoder of a modality absent from every sample of the batch and gives it zero
+        tokens and z instead: the fusion, DAGR and the unimodal loss all ignore absent modalities, so
+        the logits and losses are unchanged, at a fraction of the cost when batches share a subset.
         """
         present = present.to(torch.bool)
-        tokens, zs = [], []
+        tokens: list[Tensor | None] = []
+        zs: list[Tensor | None] = []
         for i, (m, x) in enumerate(zip(MODALITIES, (mmwave, wifi, rfid), strict=True)):
             enc: ModalityEncoder = self.encoders[m]  # type: ignore[assignment]
             if tuple(x.shape[1:]) != enc.input_shape:
@@ -95,41 +111,76 @@ class RFSenseNet(nn.Module):
                     f"{m} input has shape {tuple(x.shape)}; expected (batch, {', '.join(map(str, enc.input_shape))}) "
                     f"= {SHAPE_MEANING[m]}"
                 )
+            if skip_absent and not bool(present[:, i].any()):
+                tokens.append(None)
+                zs.append(None)
+                continue
             keep = present[:, i].reshape((-1,) + (1,) * (x.dim() - 1))
             x = torch.where(keep, x, torch.zeros_like(x))  # where, not multiply: 0 * NaN = NaN
             t, z = enc(x)  # (B, n_tok, d), (B, d)
             tokens.append(t)
             zs.append(z)
-        return torch.stack(tokens, dim=1), torch.stack(zs, dim=1)
+        ref = next((t for t in tokens if t is not None), None)
+        if ref is None:  # nothing present anywhere: zeros of the float32 shape the encoders would give
+            ref = mmwave.new_zeros((mmwave.shape[0], self.config.n_tokens, self.config.d), dtype=torch.float32)
+        full = [torch.zeros_like(ref) if t is None else t for t in tokens]
+        pooled = [torch.zeros_like(ref[:, 0]) if z is None else z for z in zs]
+        return torch.stack(full, dim=1), torch.stack(pooled, dim=1)
 
     def fuse(self, tokens: Tensor, present: Tensor) -> Tensor:
-        """Logits (B, n_classes) from encoder tokens (B, 3, n_tokens, d) under ``present`` (B, 3)."""
+        """Logits (B, n_classes) from encoder tokens (B, 3, n_tokens, d) under ``present`` (B, 3).
+
+        The contract of a split export (one graph per encoder, one for the fusion): the pooled z of a
+        modality is ``tokens.mean`` over its tokens, and tokens of absent modalities do not change the logits.
+        """
         present = present.to(torch.bool)
-        return self.head(self.fusion(tokens, present), present)
+        fused = self.fusion(tokens, present)
+        return fused if self.head is None else self.head(fused, present)
 
     def forward(
-        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor, return_features: bool = False
+        self, mmwave: Tensor, wifi: Tensor, rfid: Tensor, present: Tensor, return_features: bool = False,
+        skip_absent: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Logits (B, n_classes); see ``forward_features`` for the inputs.
 
         ``return_features=True`` returns ``forward_features``'s ``(logits, z)`` instead: use it when
         the model is wrapped (DistributedDataParallel only synchronises gradients of computations that
-        go through the wrapper's ``__call__``). Export uses the default.
+        go through the wrapper's ``__call__``). Export uses the defaults (``skip_absent`` is training-only).
         """
-        logits, z = self.forward_features(mmwave, wifi, rfid, present)
+        logits, z = self.forward_features(mmwave, wifi, rfid, present, skip_absent=skip_absent)
         return (logits, z) if return_features else logits
 
     def unimodal_logits(self, z: Tensor) -> Tensor:
         """Per-modality logits (B, 3, n_classes) from pooled embeddings z (B, 3, d); training only."""
         return torch.stack([head(z[:, i]) for i, head in enumerate(self.unimodal_heads)], dim=1)
 
+    def unimodal_average(self, tokens: Tensor, present: Tensor) -> Tensor:
+        """Logits (B, n_classes): the training-only unimodal heads averaged over the present modalities.
+
+        How a run of the X-Fi protocol's first stage (backbones alone, each with its own classifier) is
+        scored on the 7 subsets: decision-level fusion of the separately trained single-modality models.
+        """
+        present = present.to(torch.bool)
+        logits = self.unimodal_logits(tokens.mean(dim=2))  # (B, 3, C)
+        count = present.to(logits.dtype).sum(dim=1).clamp_min(1.0)[:, None]
+        return torch.where(present[:, :, None], logits, torch.zeros_like(logits)).sum(dim=1) / count
+
     def encoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the three encoders (DAGR's theta_e)."""
+        """Parameters of the three encoders (DAGR's theta_e in joint training)."""
         return self.encoders.parameters()
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoders' feature extractors (stem + trunk): what the X-Fi protocol's second stage freezes."""
+        return itertools.chain.from_iterable(e.backbone_parameters() for e in self.encoders.values())
+
+    def projector_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoders' token projectors: DAGR's theta_e when the backbones are frozen."""
+        return itertools.chain.from_iterable(e.projector_parameters() for e in self.encoders.values())
 
     def fusion_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of fusion and heads; disjoint from ``encoder_parameters``, together all of them."""
-        return itertools.chain(self.fusion.parameters(), self.head.parameters(), self.unimodal_heads.parameters())
+        head = self.head.parameters() if self.head is not None else iter(())
+        return itertools.chain(self.fusion.parameters(), head, self.unimodal_heads.parameters())
 
     def set_norm_stats(
         self,

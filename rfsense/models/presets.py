@@ -22,7 +22,7 @@ from rfsense.errors import ConfigError
 from rfsense.modalities import N_CLASSES
 from rfsense.models._registry import get_preset, register_preset
 
-__all__ = ["STEMS", "ModelConfig", "edge", "model_config", "xfi"]
+__all__ = ["LEGACY_DEFAULTS", "STEMS", "ModelConfig", "edge", "model_config", "saved_model_config", "xfi"]
 
 # "patch": one conv with kernel = stride (mmwave 4, wifi 4, rfid 2), i.e. ViT-style patchify; cheap on CPU.
 # "resnet": the ResNet-18 stem, conv 7x7 stride 2 + max-pool 3 stride 2 (4x downsampling on every modality).
@@ -49,10 +49,42 @@ class ModelConfig:
     wifi_widths: Widths = (64, 96, 128)
     rfid_widths: Widths = (32, 64, 128)
     n_classes: Annotated[PositiveInt, Field(ge=2)] = N_CLASSES
+    # "xfi": the X-Fi-style cross-modal fusion; "late": decision-level fusion, per-modality classifiers
+    # averaged over the present modalities (the baseline X-Fi's own release reports on XRF55).
+    fusion: Literal["xfi", "late"] = "xfi"
+    # WiFi encoder input (a fixed layer before the conv trunk, encoders.SpectralFrontend): "raw" amplitude
+    # (B, 270, 1000); "spectrogram": log Doppler power per antenna (B, 9 x 12 bands, 55 frames);
+    # "ratio_spectrogram": the same after cancelling each NIC's gain (log amplitude minus the NIC's
+    # per-packet mean). WiFi alone on the quick-start set: 30, 52 and 74 % (benchmarks/RESULTS.md).
+    wifi_frontend: Literal["raw", "spectrogram", "ratio_spectrogram"] = "ratio_spectrogram"
+    # RFID encoder input: "raw" preprocessed phase (B, 23, 148), or "phasor": (cos 2 theta, sin 2 theta)
+    # per tag (B, 46, 148), blind to the reader's pi ambiguity, tag offsets and unwrap errors.
+    rfid_frontend: Literal["raw", "phasor"] = "phasor"
+    # mmWave encoder input: "raw" heatmap (B, 17, 256, 128) into a 2-D trunk, or "doppler": the maximum
+    # over range of each step and Doppler bin (B, 17 steps, 128 Doppler), a 1-D trunk over Doppler. On the
+    # quick-start set softmax regression reads 79 % from the Doppler profile and 42 % from the 16 x 16
+    # pooled map (benchmarks/RESULTS.md).
+    mmwave_frontend: Literal["raw", "doppler"] = "doppler"
+    # Kernel = stride of the "patch" stem over the raw mmWave map's range x Doppler (256 x 128 -> 32 x 16 at 8).
+    mmwave_patch: PositiveInt = 8
 
     def __post_init__(self) -> None:
         if self.d % self.heads:
             raise ValueError(f"d={self.d} must be divisible by heads={self.heads}")
+
+
+# Fields added after models were first saved, with the value every model saved before them had: a saved
+# config (checkpoint or run config.yaml) lacking one gets this value, not today's default.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "fusion": "xfi", "wifi_frontend": "raw", "rfid_frontend": "raw", "mmwave_frontend": "raw", "mmwave_patch": 4,
+}
+
+
+def saved_model_config(d: dict[str, Any], prefix: str = "model_config") -> ModelConfig:
+    """``model_config`` for a config saved by any rfsense version (a full dump of ``ModelConfig``)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix}: expected a mapping, got {d!r}")
+    return model_config({**LEGACY_DEFAULTS, **d}, prefix)
 
 
 def model_config(d: dict[str, Any] | ModelConfig, prefix: str = "model") -> ModelConfig:
@@ -96,4 +128,7 @@ def xfi() -> ModelConfig:
         mmwave_widths=(64, 128, 256, 512),  # X-Fi mmWave ResNet-18, base 64
         wifi_widths=(128, 128, 256, 512),  # X-Fi WiFi/RFID 1-D ResNet-18, base 128
         rfid_widths=(128, 128, 256, 512),
+        wifi_frontend="raw",  # X-Fi's backbones read the arrays as stored
+        rfid_frontend="raw",
+        mmwave_frontend="raw",
     )

@@ -8,7 +8,7 @@ import torch
 from rfsense.data.pack import PackedSplit
 from rfsense.modalities import MODALITIES, TIME_AXIS
 
-__all__ = ["draw_shift", "read_rows", "sample_presence", "shift_by", "time_shift"]
+__all__ = ["draw_presence", "draw_shift", "read_rows", "sample_batch_presence", "sample_presence", "shift_by", "time_shift"]
 
 
 def sample_presence(
@@ -30,6 +30,42 @@ def sample_presence(
     empty = ~present.any(axis=1)
     present[empty] = usable[empty]
     return present
+
+
+def sample_batch_presence(
+    rng: np.random.Generator, usable: np.ndarray, keep_prob: tuple[float, float, float], max_redraws: int = 64
+) -> np.ndarray:
+    """X-Fi's draw (``generate_none_empth_modality_list``): ONE Bernoulli(keep_prob) subset for the whole
+    batch, an empty draw redrawn, then AND usable per sample -> (B, 3) bool.
+
+    On complete data every row is the same subset. A sample that has none of the drawn modalities usable
+    keeps all its usable ones (so it still trains); that is the only way rows can differ.
+    """
+    usable = np.asarray(usable, dtype=bool)
+    p = np.asarray(keep_prob, dtype=np.float64)
+    draw = rng.random(3) < p
+    for _ in range(max_redraws):
+        if draw.any():
+            break
+        draw = rng.random(3) < p
+    if not draw.any():
+        draw = p == p.max()
+    present = usable & draw[None, :]
+    empty = ~present.any(axis=1)
+    present[empty] = usable[empty]
+    return present
+
+
+def draw_presence(
+    rng: np.random.Generator, usable: np.ndarray, keep_prob: tuple[float, float, float], how: str
+) -> np.ndarray:
+    """Presence mask (B, 3) of one training batch: ``how`` is "per_sample" (rfsense's original draw,
+    every sample its own subset) or "per_batch" (X-Fi's: one subset for the batch)."""
+    if how == "per_batch":
+        return sample_batch_presence(rng, usable, keep_prob)
+    if how == "per_sample":
+        return sample_presence(rng, usable, keep_prob)
+    raise ValueError(f"presence must be per_sample or per_batch, got {how!r}")
 
 
 def read_rows(split: PackedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:

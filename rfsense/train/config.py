@@ -67,8 +67,20 @@ class TrainConfig:
     warmup_epochs: NonNegativeFloat = 1.0
     grad_clip: NonNegativeFloat = 1.0  # 0 turns clipping off
     seed: NonNegativeInt = 0
-    # Per-sample modality keep probabilities (X-Fi: mmWave 0.5, WiFi 0.9, RFID 0.6); empty draws are redrawn.
+    # Modality keep probabilities (X-Fi: mmWave 0.5, WiFi 0.9, RFID 0.6); empty draws are redrawn.
     keep_prob: Annotated[tuple[Fraction, ...], Field(min_length=3, max_length=3)] = (0.5, 0.9, 0.6)
+    # "per_batch": one subset for the whole batch, as X-Fi draws it; the encoders of absent modalities are
+    # skipped, so a step costs about half (edge, CPU). "per_sample": every sample draws its own subset, so
+    # every batch mixes subsets. benchmarks/RESULTS.md (learning) compares them.
+    presence: Literal["per_sample", "per_batch"] = "per_batch"
+    # "joint": encoders, fusion and head end to end (the default). X-Fi's two-stage protocol: "backbones"
+    # trains each modality's encoder alone with its own classifier; "fusion" loads the encoders of the
+    # finished `backbones` run, freezes their feature extractors and trains projectors + fusion + head
+    # (DAGR's theta_e are then the projectors); "xfi" runs both in order (RUN/backbones/, then RUN).
+    stage: Literal["joint", "backbones", "fusion", "xfi"] = "joint"
+    backbones: NonEmpty | None = None  # run folder of a finished "backbones" stage (stage "fusion" only)
+    backbones_lr: PositiveFloat | None = None  # stage "xfi": stage 1's learning rate (None: lr)
+    backbones_epochs: PositiveInt | None = None  # stage "xfi": stage 1's epochs (None: epochs)
     pairing: Literal["none", "dml"] = "none"  # "dml": same-class re-pairing per modality (DML paper §3.3)
     # Weight of the per-modality (unimodal head) cross-entropy added to the fused one; 0 turns it off.
     unimodal_weight: NonNegativeFloat = 0.5
@@ -90,16 +102,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not any(self.keep_prob):
             raise ValueError("keep_prob: at least one modality needs a keep probability above 0")
+        if self.stage == "fusion" and self.backbones is None:
+            raise ValueError("stage fusion needs backbones: the run folder of a finished backbones stage")
+        if self.stage != "fusion" and self.backbones is not None:
+            raise ValueError(f"backbones is only read by stage fusion, not by stage {self.stage}")
+        if self.stage != "xfi" and (self.backbones_lr is not None or self.backbones_epochs is not None):
+            raise ValueError("backbones_lr and backbones_epochs are only read by stage xfi")
 
 
 @schema
 class DagrConfig:
-    """DAGR settings; defaults follow the paper's sensitivity study (App. C.1: small beta, mild tau)."""
+    """DAGR settings. beta and tau follow the paper's sensitivity study (App. C.1 sweeps beta in
+    {0.1, 0.15, 0.2} and tau in {0, 0.25, 0.5}); the paper gives no value for t (rfsense's choice,
+    swept in benchmarks/RESULTS.md)."""
 
     enabled: StrictBool = True
-    mode: Literal["pareto", "fixed"] = "pareto"  # "pareto": Eq. 10-11, the paper's XRF55 setting; "fixed": Eq. 8
-    pareto_space: Literal["params", "embeddings"] = "params"  # alpha* from encoder-parameter gradients (faithful)
-    t: PositiveFloat = 2.0  # RBF temperature of the dispersion kernel (Eq. 6)
+    mode: Literal["pareto", "fixed"] = "pareto"  # "pareto": Eq. 10-11, the paper's default; "fixed": Eq. 8
+    # "params": alpha* from the gradients on the encoder parameters (Eq. 9-10, faithful); "embeddings": from
+    # the gradients on z, an approximation (nearly free; alpha* differs, see benchmarks/RESULTS.md).
+    pareto_space: Literal["params", "embeddings"] = "params"
+    t: PositiveFloat = 2.0  # RBF temperature of the dispersion kernel (Eq. 6); not given by the paper
     tau: NonNegativeFloat = 0.25  # agreement-band radius on the unit sphere (Eq. 7); C.1 sweeps {0, 0.25, 0.5}
     beta: NonNegativeFloat = 0.1  # total geometric weight in pareto mode (Eq. 11); C.1 sweeps {0.1, 0.15, 0.2}
     lambda_d: NonNegativeFloat = 0.1  # fixed-mode weight of L_d

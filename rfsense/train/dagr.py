@@ -12,7 +12,8 @@ modalities present in each sample:
   parameters, ``α* = clip[0,1]((‖g_d‖² - <g_a, g_d>) / ‖g_a - g_d‖²)``; encoders get
   ``∇L_task + β(α* g_a + (1-α*) g_d)``, fusion and head get ``∇L_task`` only.
   ``pareto_space="embeddings"`` computes α* from the gradients w.r.t. ``z`` instead (nearly free)
-  and then backpropagates ``L_task + β(α* L_a + (1-α*) L_d)`` in one pass.
+  and then backpropagates ``L_task + β(α* L_a + (1-α*) L_d)`` in one pass. That is an approximation:
+  α* of Eq. 10 is defined on θ_e, and the two differ (measured in benchmarks/RESULTS.md, learning).
 
 How ``pareto_space="params"`` is computed (exactly; the same α* and update as three separate backward
 passes, up to float rounding): ``L_d`` and ``L_a`` depend on the parameters only through z, so
@@ -124,7 +125,8 @@ def dispersion_loss(z: Tensor, present: Tensor, t: float = 2.0) -> Tensor:
     """Dispersion term ``L_d`` (Eq. 6) on L2-normalised embeddings, present samples only.
 
     Args:
-        z: (B, M, d) pooled embeddings (not normalised). present: (B, M) bool. t: kernel temperature.
+        z: (B, M, d) pooled embeddings (not normalised). present: (B, M) bool. t: kernel temperature
+            (the paper gives no value; 2.0 is rfsense's default).
 
     Returns:
         Scalar float32. 0 (with an all-zero gradient) when no modality has >= 2 present samples.
@@ -223,7 +225,8 @@ def dagr_backward(
 
     Returns:
         ``{"loss_task", "L_d", "L_a", "alpha"}`` as floats (L_d / L_a are 0.0 when undefined;
-        alpha is NaN unless in pareto mode).
+        alpha is NaN unless in pareto mode); pareto/params in one process adds ``alpha_embeddings``,
+        the α* that ``pareto_space="embeddings"`` would use on the same batch (its gradients on z are cheap).
     """
     with torch.set_grad_enabled(cfg.enabled and torch.is_grad_enabled()):
         l_d, n_d, l_a, n_a = _losses(z, present, cfg)
@@ -267,6 +270,8 @@ def dagr_backward(
 
     params = [p for p in encoder_params if p.requires_grad]
     gz_d, gz_a = _grads(l_d, [z], has_d)[0], _grads(l_a, [z], has_a)[0]  # (B, M, d) each
+    if world == 1:  # the embeddings approximation's alpha* on the same batch, logged to measure how far off it is
+        stats["alpha_embeddings"] = float(_select_alpha(_dots([gz_a], [gz_d]), has_a, has_d))
     g_d, g_a = _encoder_vjp(z, params, gz_d, gz_a, has_d, has_a)  # Eq. 9
     if world > 1:  # average like DDP does for ∇L_task, in one collective
         flat = torch.cat([g.reshape(-1) for g in (*g_d, *g_a)])

@@ -28,13 +28,14 @@ import yaml
 from rfsense._io import atomic_write_text
 from rfsense.config import to_data
 from rfsense.errors import ConfigError, DataError
+from rfsense.modalities import MODALITIES
 from rfsense.models import build_model
-from rfsense.train.batches import draw_shift, sample_presence
+from rfsense.train.batches import draw_presence, draw_shift
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
 from rfsense.train.config import RunConfig, config_tree
 from rfsense.train.dagr import dagr_backward
 from rfsense.train.distributed import DistEnv, env, gather_rows, seed_rank, setup, teardown, unwrap, wrap
-from rfsense.train.evaluate import evaluate_run, evaluate_subsets, mean_accuracy
+from rfsense.train.evaluate import eval_head, evaluate_run, mean_accuracy, validation_report
 from rfsense.train.faults import corrupt_rows, plan_faults, preprocessed_scales
 from rfsense.train.loader import Batch, Prefetcher, StepPlan, steps_per_epoch
 from rfsense.train.pairing import SameClassPairer
@@ -48,8 +49,9 @@ from rfsense.train.rundir import (
     run_pack_dir,
     write_results,
 )
+from rfsense.train.stages import fit_two_stage, prepare_stage, unimodal_loss
 
-__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch", "train_step"]
+__all__ = ["fit", "resolve_device", "run", "task_loss", "train_one_epoch", "train_run", "train_step"]
 
 _logger = logging.getLogger(__name__)
 
@@ -87,10 +89,15 @@ def task_loss(model: torch.nn.Module, logits: torch.Tensor, z: torch.Tensor, pre
     """Fused cross-entropy + `unimodal_weight` x mean cross-entropy of each present modality's own head."""
     loss = F.cross_entropy(logits.float(), y)
     if unimodal_weight > 0:
-        uni = model.unimodal_logits(z).float()  # (B, 3, C)
-        per = F.cross_entropy(uni.flatten(0, 1), y.repeat_interleave(3), reduction="none").view(-1, 3)
-        loss = loss + unimodal_weight * (per * present).sum() / present.sum().clamp_min(1)
+        loss = loss + unimodal_weight * unimodal_loss(model, z, present, y)
     return loss
+
+
+def _training_pairer(split: Any, rows: np.ndarray, seed: int) -> SameClassPairer:
+    """DML pairer over `rows` only: partners are drawn from the training rows, never from validation rows."""
+    in_rows = np.zeros(len(split), dtype=bool)
+    in_rows[rows] = True
+    return SameClassPairer(split.labels, split.usable & in_rows[:, None], seed=seed)
 
 
 def _plan_steps(split: Any, rows: np.ndarray, tc: Any, epoch: int, n_steps: int) -> Iterator[StepPlan]:
@@ -98,15 +105,14 @@ def _plan_steps(split: Any, rows: np.ndarray, tc: Any, epoch: int, n_steps: int)
     prefetch depth (the loader reads ahead; the draws never depend on when it reads)."""
     rng = np.random.default_rng([tc.seed, epoch])
     order = rng.permutation(rows)
-    pairer = (
-        SameClassPairer(split.labels, split.usable, seed=tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
-    )
+    pairer = _training_pairer(split, rows, tc.seed * 100_003 + epoch) if tc.pairing == "dml" else None
     for step in range(n_steps):
         idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
         read = pairer.pair(idx) if pairer is not None else idx
         shift = draw_shift(rng, len(idx), tc.time_shift)
         usable = split.usable[read, np.arange(3)] if np.ndim(read) == 2 else split.usable[idx]
-        present = sample_presence(rng, usable, tc.keep_prob)
+        # stage backbones: every usable modality trains its own encoder and head; else X-Fi's presence draw
+        present = usable.copy() if tc.stage == "backbones" else draw_presence(rng, usable, tc.keep_prob, tc.presence)
         yield StepPlan(idx, read, present, shift, plan_faults(rng, len(idx), tc.faults))
 
 
@@ -115,22 +121,44 @@ def train_step(model: torch.nn.Module, batch: Batch, cfg: RunConfig, e: DistEnv 
 
     The model's logits and z are gathered over ranks (`gather_rows`, the tensors themselves in one
     process), so the task loss and DAGR see the whole global batch on every rank, and the gradients DDP
-    averages equal one process's gradients of that batch. Returns {"loss_task", "L_d", "L_a", "alpha"}.
+    averages equal one process's gradients of that batch. Returns {"loss_task", "L_d", "L_a", "alpha"} (and
+    "alpha_embeddings" where DAGR logs it).
+
+    Stage backbones (X-Fi's stage 1) trains each present encoder with its own unimodal head, no fusion and
+    no DAGR (one process: `fit` refuses it under torchrun).
     """
     e = e or env()
     tc, net = cfg.train, unwrap(model)
     device = batch.present.device
+    # Skipping the encoders of modalities absent from a whole batch leaves their parameters unused, which
+    # DistributedDataParallel does not allow: only in a single process.
+    skip = e.world == 1
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp and device.type == "cuda"):
-        logits, z_own = model(batch.x["mmwave"], batch.x["wifi"], batch.x["rfid"], batch.present,
-                              return_features=True)
-    logits, z = gather_rows(logits, batch.n, e), gather_rows(z_own, batch.n, e)
+        if tc.stage == "backbones":
+            _, z_own = net.encode(batch.x["mmwave"], batch.x["wifi"], batch.x["rfid"], batch.present, skip_absent=skip)
+        else:
+            logits, z_own = model(batch.x["mmwave"], batch.x["wifi"], batch.x["rfid"], batch.present,
+                                  return_features=True, skip_absent=skip)
+    z = gather_rows(z_own, batch.n, e)
     present, y = batch.present_all, batch.y_all
-    loss_task = task_loss(net, logits, z, present, y, tc.unimodal_weight)
-    if cfg.dagr.enabled:
+    if tc.stage == "backbones":
+        loss_task = unimodal_loss(net, z, present, y)
+    else:
+        loss_task = task_loss(net, gather_rows(logits, batch.n, e), z, present, y, tc.unimodal_weight)
+    if cfg.dagr.enabled and tc.stage != "backbones":
         z_dagr, p_dagr = (z, present) if cfg.dagr.global_batch else (z_own, batch.present)
-        return dagr_backward(loss_task, z_dagr.float(), p_dagr, list(net.encoder_parameters()), cfg.dagr)
-    loss_task.backward()
-    return {"loss_task": float(loss_task.detach()), "L_d": float("nan"), "L_a": float("nan"), "alpha": float("nan")}
+        # theta_e: the trainable encoder parameters (on frozen backbones, the projectors)
+        enc = [p for p in net.encoder_parameters() if p.requires_grad]
+        stats = dagr_backward(loss_task, z_dagr.float(), p_dagr, enc, cfg.dagr)
+    else:
+        loss_task.backward()
+        stats = {"loss_task": float(loss_task.detach()), "L_d": float("nan"), "L_a": float("nan"), "alpha": float("nan")}
+    if not skip:  # as one process skips them: an encoder absent from the whole batch takes no optimiser step
+        for i, m in enumerate(MODALITIES):
+            if not bool(present[:, i].any()):
+                for p in net.encoders[m].parameters():
+                    p.grad = None
+    return stats
 
 
 def train_one_epoch(
@@ -156,8 +184,8 @@ def train_one_epoch(
     e = env()
     all_params = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    sums = {"loss": 0.0, "L_d": 0.0, "L_a": 0.0, "alpha": 0.0}
-    n_alpha = 0
+    sums = {"loss": 0.0, "L_d": 0.0, "L_a": 0.0, "alpha": 0.0, "alpha_gap": 0.0}
+    n_alpha = n_gap = 0
     n_steps = steps_per_epoch(len(rows), tc.batch_size, e.world)
     loader = Prefetcher(split, _plan_steps(split, rows, tc, epoch, n_steps), device, e, tc.prefetch, corrupt)
     t0 = time.monotonic()
@@ -174,6 +202,9 @@ def train_one_epoch(
         if math.isfinite(stats["alpha"]):
             sums["alpha"] += stats["alpha"]
             n_alpha += 1
+        if "alpha_embeddings" in stats:  # how far pareto_space embeddings' alpha* is from the faithful one
+            sums["alpha_gap"] += abs(stats["alpha_embeddings"] - stats["alpha"])
+            n_gap += 1
         if step_log is not None:
             row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **stats}
             step_log.write(json.dumps(to_data(row)) + "\n")
@@ -183,8 +214,10 @@ def train_one_epoch(
                 "epoch %d [%d/%d] loss %.3f L_d %.3f L_a %.4f alpha %.2f  %.1f step/s",
                 epoch + 1, step + 1, n_steps, stats["loss_task"], stats["L_d"], stats["L_a"], stats["alpha"], rate,
             )
-    out = {k: v / max(1, n_steps) for k, v in sums.items() if k != "alpha"}
+    out = {k: v / max(1, n_steps) for k, v in sums.items() if not k.startswith("alpha")}
     out["alpha"] = sums["alpha"] / n_alpha if n_alpha else float("nan")
+    if n_gap:  # mean |alpha*(embeddings) - alpha*(params)| over the epoch
+        out["alpha_gap"] = sums["alpha_gap"] / n_gap
     out["data_wait"] = loader.wait_s / max(time.monotonic() - t0, 1e-9)
     return out
 
@@ -225,9 +258,9 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     if tc.batch_size < e.world:
         raise ConfigError(f"train.batch_size {tc.batch_size} is below the {e.world} processes; it is the global "
                           "batch, split across them")
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    device = e.device if e.world > 1 else resolve_device(tc.device)
+    if e.world > 1 and tc.stage in ("backbones", "xfi"):
+        raise ConfigError(f"train.stage {tc.stage}: the backbones stage trains in one process (its encoders "
+                          "bypass the DistributedDataParallel wrapper); run it without torchrun")
     data = _open_pack_once(cfg, e)  # before --overwrite deletes anything: a bad data root leaves the old run intact
     if e.is_main:
         if overwrite and busy:
@@ -235,6 +268,21 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_tree(cfg), sort_keys=False))
+    e.barrier()
+    if tc.stage == "xfi":
+        return fit_two_stage(cfg, run_dir, data, resume, stop_after)
+    return train_run(cfg, run_dir, data, resume, stop_after)
+
+
+def train_run(cfg: RunConfig, run_dir: Path, data: Any, resume: bool = False,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """The training of `fit` in a prepared run folder (config.yaml written); `data` is the opened pack.
+    Every process calls it under torchrun; rank 0 alone writes and returns the results."""
+    e = env()
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = e.device if e.world > 1 else resolve_device(tc.device)
     train, test = data.split("train"), data.split("test")
     train_rows, val_rows = _split_rows(train.usable.any(axis=1), len(train), tc.val_fraction, tc.seed)
     if len(train_rows) == 0:
@@ -248,7 +296,8 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     seed_rank(tc.seed, e)  # dropout: each rank its own stream after the identical initialisation
     if e.world > 1 and tc.unimodal_weight == 0:  # DDP waits for a gradient of every trainable parameter
         model.unimodal_heads.requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    trainable = prepare_stage(model, cfg)  # stage fusion: loads and freezes the backbones
+    optimizer = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
     n_steps = steps_per_epoch(len(train_rows), tc.batch_size, e.world)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(tc.epochs * n_steps, max(1, int(tc.warmup_epochs * n_steps)))
@@ -270,12 +319,16 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
         corrupt = functools.partial(corrupt_rows, cfg=tc.faults, scales=preprocessed_scales(data.stats),
                                     prep=data.preprocessing, quality=cfg.data.quality)
     n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in trainable)
+    use_dagr = cfg.dagr.enabled and tc.stage != "backbones"
     _logger.info(
-        "training %s: %s preset, %.2fM parameters, %d train / %d val / %d test samples, device %s%s, DAGR %s",
-        run_dir, model_cfg.preset, n_params / 1e6, len(train_rows), len(val_rows), len(test), device,
-        f" x {e.world} processes" if e.world > 1 else "",
-        f"{cfg.dagr.mode}/{cfg.dagr.pareto_space}" if cfg.dagr.enabled else "off",
+        "training %s (stage %s): %s preset, %.2fM parameters (%.2fM trained), %d train / %d val / %d test samples, "
+        "device %s%s, DAGR %s",
+        run_dir, tc.stage, model_cfg.preset, n_params / 1e6, n_train / 1e6, len(train_rows), len(val_rows), len(test),
+        device, f" x {e.world} processes" if e.world > 1 else "",
+        f"{cfg.dagr.mode}/{cfg.dagr.pareto_space}" if use_dagr else "off",
     )
+    head = eval_head(tc.stage)
     mode = "a" if resume else "w"
     with ExitStack() as logs:
         mlog = logs.enter_context(open(run_dir / "metrics.jsonl", mode)) if e.is_main else None
@@ -288,11 +341,15 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
             rngs = rng_state(e, device)  # a collective: every rank, every epoch
             if not e.is_main:
                 continue
-            val = evaluate_subsets(model, train, val_rows, device, tc.eval_batch_size) if len(val_rows) else {}
+            seconds = round(time.monotonic() - t0, 2)
+            val, geometry = (
+                validation_report(model, train, val_rows, device, tc.eval_batch_size, cfg.dagr.tau, head)
+                if len(val_rows) else ({}, None)
+            )
             score = mean_accuracy(val) if val else float(epoch)  # no validation rows: best = last
             row = {"epoch": epoch + 1, **stats, "lr": scheduler.get_last_lr()[0],
                    "val": {k: v["acc"] for k, v in val.items()}, "val_mean": score if val else None,
-                   "seconds": round(time.monotonic() - t0, 2)}
+                   "seconds": seconds, "geometry": geometry}
             mlog.write(json.dumps(to_data(row)) + "\n")
             mlog.flush()
             slog.flush()

@@ -23,7 +23,8 @@ from rfsense._io import atomic_write_json, atomic_write_text
 from rfsense.config import to_data
 from rfsense.data.pack import Pack, open_pack, pack, settings_digest
 from rfsense.errors import ConfigError, DataError, ModelFileError
-from rfsense.models import build_model, model_config
+from rfsense.models import build_model
+from rfsense.models.presets import LEGACY_DEFAULTS, saved_model_config
 from rfsense.train.checkpoint import load_checkpoint
 from rfsense.train.config import RunConfig, config_from_tree
 from rfsense.train.report import geometry_table, subset_table
@@ -142,6 +143,8 @@ def load_run_config(run_dir: Path) -> RunConfig:
     tree = yaml.safe_load(path.read_text())
     if not isinstance(tree, dict):
         raise DataError(f"{path}: expected a mapping of config keys")
+    if isinstance(tree.get("model"), dict):  # a full dump: keys it lacks are newer than the run
+        tree["model"] = {**LEGACY_DEFAULTS, **tree["model"]}
     return config_from_tree(_drop_removed_keys(tree, path))
 
 
@@ -149,7 +152,7 @@ def load_run_model(run_dir: Path, which: str = "best") -> tuple[torch.nn.Module,
     """Rebuild a run's model from its config and checkpoint (state dict only), in eval mode."""
     cfg = load_run_config(run_dir)
     state = load_checkpoint(run_dir / f"{which}.pt")
-    model = build_model(model_config(state["model_config"]))
+    model = build_model(saved_model_config(state["model_config"]))
     model.load_state_dict(state["model"])
     model.eval()
     return model, cfg

@@ -193,8 +193,9 @@ def test_dagr_leaves_no_trace(trained_run, synth_root, tmp_path):
     pa, pb = onnx_operator_profile(graph_paths(tmp_path / "a", a)), onnx_operator_profile(graph_paths(tmp_path / "b", b))
     assert pa == pb and pa["n_params"] > 0
     # The training-only unimodal heads are not in the graphs: their parameters are the model's minus theirs
-    # plus the OOD score's whitening (d x d) and class centres (K x d) per modality (constants the exporter
-    # folds can only add a few scalars, never a head's 55 x d weight).
+    # plus the OOD score's whitening (d x d) and class centres (K x d) per modality (buffers such as the WiFi
+    # front end's fixed STFT kernels, and constants the exporter folds, add their own few values, never a
+    # head's 55 x d weight).
     from rfsense.train.rundir import load_run_model
 
     model, _ = load_run_model(trained_run)
@@ -204,7 +205,8 @@ def test_dagr_leaves_no_trace(trained_run, synth_root, tmp_path):
     ood = sum(d * d + a["plausibility"]["ood"][mod]["classes"] * d for mod in ("mmwave", "wifi", "rfid"))
     # val_fraction 0: no validation slice; 32 training rows give leave-one-out scores, and the manifest says so
     assert a["plausibility"]["ood"]["wifi"]["split"] == "train (leave-one-out)"
-    assert total - heads + ood <= pa["n_params"] < total - heads + ood + 1000, (pa["n_params"], total, heads, ood)
+    fixed = sum(b.numel() for b in model.buffers())
+    assert total - heads + ood <= pa["n_params"] < total - heads + ood + fixed + 1000, (pa["n_params"], total, heads, ood)
 
 
 def test_too_few_rows_give_leave_one_out_thresholds_or_none():

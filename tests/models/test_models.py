@@ -205,10 +205,25 @@ def test_wrong_input_shape_names_the_modality(edge: RFSenseNet) -> None:
         edge(*xs, torch.ones(1, 3, dtype=torch.bool))
 
 
+def test_scale_free_front_ends_read_the_preprocessed_input_unnormalised() -> None:
+    torch.manual_seed(0)
+    model = build_model("edge").eval()  # ratio spectrogram (WiFi) and phasor (RFID) front ends
+    xs, p = make_inputs(2), torch.ones(2, 3, dtype=torch.bool)
+    xs[1] = 20 + 3 * xs[1]  # an amplitude
+    with torch.no_grad():
+        before = model.encode(*xs, p)[1]
+        model.set_norm_stats({m: np.full(SHAPES[m][0], 5.0) for m in ("wifi", "rfid")},
+                             {m: np.full(SHAPES[m][0], 3.0) for m in ("wifi", "rfid")})
+        after = model.encode(*xs, p)[1]
+        torch.testing.assert_close(after[:, 1:], before[:, 1:])
+        xs[1] = 7.0 * xs[1]  # the NIC-gain ratio is blind to the amplitude's unit
+        torch.testing.assert_close(model.encode(*xs, p)[1][:, 1], before[:, 1], atol=1e-4, rtol=1e-4)
+
+
 def test_set_norm_stats_normalises_per_channel() -> None:
     torch.manual_seed(0)
-    a = build_model("edge").eval()
-    b = build_model("edge").eval()
+    a = build_model("edge", wifi_frontend="raw", rfid_frontend="raw").eval()
+    b = build_model("edge", wifi_frontend="raw", rfid_frontend="raw").eval()
     b.load_state_dict(a.state_dict())
     rng = np.random.default_rng(0)
     mean = {m: rng.normal(size=SHAPES[m][0]).astype(np.float32) for m in MODALITIES}

@@ -395,6 +395,7 @@ def test_dagr_backward_on_rfsensenet_both_spaces() -> None:
     ]
     present = torch.tensor([(1, 1, 0), (0, 1, 1), (1, 1, 1)])
     y = torch.tensor([1, 2, 3])
+    alphas = {}
     for space in ("params", "embeddings"):
         model.zero_grad(set_to_none=True)
         logits, z = model.forward_features(*xs, present)
@@ -405,10 +406,14 @@ def test_dagr_backward_on_rfsensenet_both_spaces() -> None:
             list(model.encoder_parameters()),
             DagrConfig(pareto_space=space),
         )
-        assert set(stats) == {"loss_task", "L_d", "L_a", "alpha"} and all(
+        # params also reports the alpha* the embeddings approximation would take on the same batch
+        extra = {"alpha_embeddings"} if space == "params" else set()
+        assert set(stats) == {"loss_task", "L_d", "L_a", "alpha"} | extra and all(
             math.isfinite(v) for v in stats.values()
         )
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        alphas[space] = stats
+    assert alphas["params"]["alpha_embeddings"] == pytest.approx(alphas["embeddings"]["alpha"], abs=1e-6)
 
 
 # --------------------------------------------------------------------------------------- config

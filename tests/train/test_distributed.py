@@ -189,7 +189,10 @@ def test_ddp_run_matches_one_process(ddp_run, synth_root, tmp_path):
         assert a["alpha"] == pytest.approx(b["alpha"], abs=1e-3)
     wa, wb = load_checkpoint(ddp_run / "last.pt")["model"], load_checkpoint(tmp_path / "one" / "last.pt")["model"]
     for k, v in wa.items():
-        torch.testing.assert_close(v, wb[k], rtol=0, atol=5e-3, msg=k)
+        # Adam's steps are about lr (2e-3 here) wherever a gradient is rounding noise around 0 (the token biases
+        # of a single-modality batch, whose pooled z is L2-normalised), so they may part by a few steps there.
+        atol = 1e-2 if k.endswith("to_tokens.bias") else 5e-3
+        torch.testing.assert_close(v, wb[k], rtol=0, atol=atol, msg=k)
     assert len(load_checkpoint(ddp_run / "last.pt")["rank_rng"]) == 2  # every rank's dropout stream
 
 

@@ -32,13 +32,15 @@ def learning_run(tmp_path_factory):
 
 
 def test_training_beats_chance(learning_run):
-    """Chance is 25% on 24 test samples. mmWave alone must reach twice that (p < 0.01 under chance) and the
-    fused R+W+RF 1.5 times (measured on seeds 0-3: R 54-79%, R+W+RF 33-67%: fusion is the weak part)."""
+    """Chance is 25% on 24 test samples. The fused R+W+RF must reach twice that (12 of 24: p = 0.003 under
+    chance) and the mean of the 7 subsets 40% (a model that learned nothing scores about 25% on each).
+    Measured with seeds 0-3 of this set-up: R+W+RF 92, 88, 67, 67%; mean of the 7 subsets 80, 74, 50, 60%;
+    single modalities vary most (R 33-83%), so none of them is asserted alone."""
     result = json.loads((learning_run / "results.json").read_text())
     assert set(result["subsets"]) == {name for name, _ in SUBSETS}
     assert result["n"]["R+W+RF"] == 24
-    assert result["subsets"]["R"] >= 0.5, result["subsets"]
-    assert result["subsets"]["R+W+RF"] >= 0.375, result["subsets"]
+    assert result["subsets"]["R+W+RF"] >= 0.5, result["subsets"]
+    assert np.mean(list(result["subsets"].values())) >= 0.4, result["subsets"]
     losses = [json.loads(line)["loss"] for line in (learning_run / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.6 * losses[0], losses
     geo = result["geometry"]

@@ -1,0 +1,77 @@
+"""Decision-level (late) fusion, `model.fusion: late`: mask invariance, the averaging rule, ONNX parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rfsense.modalities import MODALITIES, SHAPES, SUBSETS, subset_mask
+from rfsense.models import build_model
+
+SUBSET_MASKS = [subset_mask(mods) for _, mods in SUBSETS]
+
+
+def _inputs(batch: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn((batch, *SHAPES[m]), generator=g) for m in MODALITIES]
+
+
+@pytest.fixture(scope="module")
+def late():
+    torch.manual_seed(0)
+    model = build_model("edge", fusion="late").eval()
+    with torch.no_grad():  # non-trivial heads: the default LayerNorm/bias init would hide ordering bugs
+        for p in model.fusion.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_late_fusion_is_the_mean_of_present_heads(late):
+    xs = _inputs(4)
+    with torch.no_grad():
+        tokens, z = late.encode(*xs, torch.ones(4, 3, dtype=torch.bool))
+        per = torch.stack([late.fusion.heads[m](z[:, m]) for m in range(3)], dim=1)  # (B, 3, C)
+        for mask in SUBSET_MASKS:
+            p = torch.tensor([mask] * 4)
+            want = per[:, list(np.flatnonzero(mask))].mean(dim=1)
+            torch.testing.assert_close(late.fuse(tokens, p), want, rtol=1e-5, atol=1e-5)
+    assert late.head is None and "head" not in {n.split(".")[0] for n, _ in late.named_parameters()}
+
+
+@pytest.mark.parametrize("mask", SUBSET_MASKS, ids=[n for n, _ in SUBSETS])
+def test_late_fusion_ignores_absent_inputs_and_tokens(late, mask):
+    xs = _inputs(3, seed=1)
+    p = torch.tensor([mask] * 3)
+    garbage = [x if here else torch.full_like(x, v) for x, here, v in
+               zip(xs, mask, (float("nan"), 3e38, -float("inf")), strict=True)]
+    with torch.no_grad():
+        ref = late(*xs, p)
+        assert torch.equal(late(*garbage, p), ref)
+        tokens, _ = late.encode(*xs, p)
+        bad = tokens.clone()
+        bad[:, ~torch.tensor(mask)] = float("nan")  # the split export's fusion graph may get anything there
+        assert torch.equal(late.fuse(bad, p), ref)
+    assert torch.isfinite(ref).all()
+
+
+def test_late_fusion_exports_with_parity(late, tmp_path):
+    import onnxruntime
+
+    from rfsense.deploy.export import _export_onnx
+
+    path = tmp_path / "late.onnx"
+    _export_onnx(late, path)
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == [*MODALITIES, "present"]
+    assert [o.name for o in sess.get_outputs()] == ["logits"]
+    for batch in (1, 3):
+        xs = _inputs(batch, seed=batch)
+        for mask in SUBSET_MASKS:
+            present = np.broadcast_to(np.array(mask), (batch, 3)).copy()
+            with torch.no_grad():
+                ref = late(*xs, torch.from_numpy(present)).numpy()
+            got = sess.run(["logits"], {**{m: x.numpy() for m, x in zip(MODALITIES, xs, strict=True)},
+                                        "present": present})[0]
+            assert got.shape == (batch, 55)
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
