@@ -13,6 +13,7 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.
 COPY pyproject.toml README.md ./
 COPY rfsense ./rfsense
 COPY configs ./configs
-RUN pip install .
+# The training and recordings extras too, so every command in the image works (the edge set alone runs infer).
+RUN pip install '.[train,recordings]'
 
 CMD ["rfsense", "--help"]

@@ -22,7 +22,7 @@ from rfsense.data.layout import discover, parse_key
 from rfsense.data.validate import load_npy, load_npz
 from rfsense.errors import DataError, ModelFileError
 from tests.data.helpers import flat_tree
-from tests.deploy.conftest import write_toy_model
+from tests.deploy.conftest import write_toy_model, write_toy_model_v1
 
 
 def _npy_promising(path, shape, dtype="<f8", payload=b"\0" * 64) -> None:
@@ -91,7 +91,7 @@ def test_graph_output_width_must_match_the_class_names(tmp_path):
     from rfsense.deploy.manifest import sha256_bytes
     from rfsense.deploy.runtime import Runtime
 
-    toy = write_toy_model(tmp_path / "export")
+    toy = write_toy_model_v1(tmp_path / "export")  # one graph: its weights hold the class count
     proto = onnx.load(str(toy.path))
     for init in proto.graph.initializer:  # keep 54 of the 55 classes in the weights and the declared output
         arr = onnx.numpy_helper.to_array(init)

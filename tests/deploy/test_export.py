@@ -39,7 +39,7 @@ def graph_paths(out, manifest) -> list:
 
 MANIFEST_KEYS = {
     "format", "model_file", "graphs", "inputs", "tokens", "outputs", "modalities", "class_names", "plausibility",
-    "preprocessing", "health", "run", "metrics", "parity", "size_bytes", "versions",
+    "preprocessing", "health", "raw_std", "run", "metrics", "parity", "size_bytes", "versions",
 }
 
 
@@ -60,6 +60,7 @@ def exported(trained_run, tmp_path_factory):
 def test_manifest_schema_and_parity(exported):
     out, m = exported
     assert set(m) == MANIFEST_KEYS | {"int8"} and m["format"] == "rfsense-onnx/2"
+    assert set(m["raw_std"]) == {"mmwave", "wifi", "rfid"} and all(v > 0 for v in m["raw_std"].values())
     on_disk = json.loads((out / "rfsense.json").read_text())
     assert set(on_disk["graphs"]) == {"fusion", "mmwave", "wifi", "rfid"}
     assert on_disk["graphs"]["fusion"]["file"] == "rfsense.onnx" == m["model_file"]

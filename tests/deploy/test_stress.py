@@ -94,7 +94,8 @@ def mmwave_model(synth_root, synth_pack, tmp_path_factory):
     from tests.conftest import tiny_config
 
     out = tmp_path_factory.mktemp("mm")
-    cfg = tiny_config(synth_root, out, name="mm", epochs=10, keep_prob=[1.0, 0.0, 0.0], unimodal_weight=0.5, seed=0)
+    # 30 epochs = 120 steps: R 87.5 % on the 16 test samples (the probe's 87.5 %); at 10 it had not left chance.
+    cfg = tiny_config(synth_root, out, name="mm", epochs=30, keep_prob=[1.0, 0.0, 0.0], unimodal_weight=0.5, seed=0)
     cfg = dataclasses.replace(cfg, dagr=dataclasses.replace(cfg.dagr, enabled=False))  # faster; not under test
     fit(cfg)
     export_run(out / "mm", out=out / "export")
@@ -125,8 +126,8 @@ def test_bad_input_is_one_line(synth_root, tmp_path, args, message):
     r = CliRunner().invoke(main, ["stress", str(toy.path), "--data", str(synth_root), "--train-trials", TRIALS,
                                   "--limit", "4", "--out", str(tmp_path / "o"), *args])
     assert r.exit_code == 1 and "Traceback" not in r.output
-    *before, last = r.output.strip().splitlines()
-    assert message in last and all(line.startswith("loaded ") for line in before), r.output  # progress, then one line
+    errors = [line for line in r.output.strip().splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], r.output  # progress lines may come first; one error line
 
 
 def test_list_faults_and_usage():
@@ -134,3 +135,16 @@ def test_list_faults_and_usage():
     assert r.exit_code == 0 and "missing (stream" in r.output and "5: p = 0.9:" in r.output
     r = CliRunner().invoke(main, ["stress"])
     assert r.exit_code == 2 and "--data" in r.output
+
+
+def test_onnx_models_screen_preprocessed_rows_as_the_runtime_does(tmp_path):
+    """The stress path masks what the runtime's checks after preprocessing mask (here: a non-finite row)."""
+    import numpy as np
+
+    from rfsense.deploy.stress.models import load_stress_model
+    from rfsense.modalities import SHAPES
+
+    model = load_stress_model(write_toy_model(tmp_path / "export").path)
+    rows = np.zeros((3, *SHAPES["wifi"]), dtype=np.float32)
+    rows[1, 0, 0] = np.nan
+    assert model.screen("wifi", rows).tolist() == [False, True, False]

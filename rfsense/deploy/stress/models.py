@@ -39,6 +39,7 @@ class StressModel:
     raw_std: dict[str, float] | None
     _logits: Any
     _torch: Any = None  # (model, torch) for run folders: feature-level faults
+    _screen: Any = None  # the runtime's checks of preprocessed rows (exports); None: no such checks
 
     @property
     def supports_features(self) -> bool:
@@ -52,6 +53,13 @@ class StressModel:
         """The model's preprocessing; NaN/Inf are not hidden (the health-off path relies on it)."""
         with np.errstate(all="ignore"):
             return preprocess(modality, x, self.preprocessing)
+
+    def screen(self, modality: str, feeds: np.ndarray) -> np.ndarray:
+        """(n,) bool: rows the runtime masks after preprocessing (non-finite, or the distribution check of an
+        rfsense-onnx/2 export: implausible). All False for run folders, which record no such statistics."""
+        if self._screen is None:
+            return np.zeros(len(feeds), dtype=bool)
+        return np.array([v is not None for v in self._screen(modality, feeds)], dtype=bool)
 
     def logits(self, feeds: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
         """(B, C) logits for preprocessed feeds (absent rows may hold anything) under `present` (B, 3)."""
@@ -85,7 +93,7 @@ def _onnx(path: Path, threads: int | None) -> StressModel:
     rt = Runtime(path, providers="cpu", threads=threads)
     raw_std = rt.manifest.get("raw_std")
     return StressModel(path.stem, str(path), rt.class_names, rt.preprocessing, rt.health, raw_std,
-                       lambda feeds, present: rt.logits(feeds, present))
+                       lambda feeds, present: rt.logits(feeds, present), _screen=rt.screen)
 
 
 def _run_folder(path: Path, threads: int | None) -> StressModel:

@@ -125,8 +125,11 @@ def _clean(model: StressModel, chunk: Chunk) -> _Clean:
     feeds, present = {}, chunk.available.copy()
     for j, m in enumerate(MODALITIES):
         checked = model.check(m, chunk.raw[m])
-        present[:, j] &= checked.usable
         feeds[m] = model.prepare(m, checked.values)
+        usable = checked.usable.copy()
+        if usable.any():
+            usable[usable] &= ~model.screen(m, feeds[m][usable])  # the runtime's checks after preprocessing
+        present[:, j] &= usable
     return _Clean(feeds, present)
 
 
@@ -207,8 +210,14 @@ def _evaluate_cell(cell: Cell, chunk: Chunk, models: list[StressModel], cleans: 
                 if mode == "on":
                     checked = model.check(m, x)
                     feeds[m] = model.prepare(m, checked.values)
-                    present[:, j] = chunk.available[:, j] & checked.usable & ~lost[:, j] & keep[j]
-                    tally_status.update(f"{m}:{s}" for s in checked.status[rows])
+                    status = checked.status.astype("<U16")
+                    usable = checked.usable.copy()
+                    screened = np.zeros(len(usable), dtype=bool)  # as the runtime: checks after preprocessing
+                    if usable.any():
+                        screened[usable] = model.screen(m, feeds[m][usable])
+                    status[screened] = "implausible"
+                    present[:, j] = chunk.available[:, j] & usable & ~screened & ~lost[:, j] & keep[j]
+                    tally_status.update(f"{m}:{s}" for s in status[rows])
                 else:
                     feeds[m] = model.prepare(m, x)
                     present[:, j] = chunk.available[:, j] & keep[j]
