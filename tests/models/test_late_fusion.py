@@ -56,22 +56,25 @@ def test_late_fusion_ignores_absent_inputs_and_tokens(late, mask):
 
 
 def test_late_fusion_exports_with_parity(late, tmp_path):
-    import onnxruntime
+    """Exported as the deployment contract (an encoder graph per sensor + the fusion graph), run as the runtime
+    runs it (absent encoders skipped), it gives the PyTorch logits on every subset."""
+    from rfsense.deploy.export import _export_graphs, _Graphs
+    from rfsense.deploy.manifest import GRAPHS, graph_file
+    from rfsense.deploy.plausibility import fit_ood
 
-    from rfsense.deploy.export import _export_onnx
-
-    path = tmp_path / "late.onnx"
-    _export_onnx(late, path)
-    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in sess.get_inputs()] == [*MODALITIES, "present"]
-    assert [o.name for o in sess.get_outputs()] == ["logits"]
+    xs = _inputs(6, seed=5)
+    with torch.no_grad():
+        _, z = late.encode(*xs, torch.ones(6, 3, dtype=torch.bool))
+    fits = {m: fit_ood(z[:, j].numpy(), np.arange(6) % 2) for j, m in enumerate(MODALITIES)}
+    paths = {part: tmp_path / graph_file("late", part) for part in GRAPHS}
+    _export_graphs(late, fits, paths)
+    graphs = _Graphs(paths, late.config.n_tokens, late.config.d)
     for batch in (1, 3):
         xs = _inputs(batch, seed=batch)
         for mask in SUBSET_MASKS:
             present = np.broadcast_to(np.array(mask), (batch, 3)).copy()
             with torch.no_grad():
                 ref = late(*xs, torch.from_numpy(present)).numpy()
-            got = sess.run(["logits"], {**{m: x.numpy() for m, x in zip(MODALITIES, xs, strict=True)},
-                                        "present": present})[0]
+            got = graphs.logits({m: x.numpy() for m, x in zip(MODALITIES, xs, strict=True)}, present)
             assert got.shape == (batch, 55)
             np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
