@@ -63,14 +63,15 @@ def train_config(data: SynthSet, out_dir: Path, name: str, epochs: int, val_frac
     })
 
 
-def random_edge_model(data: SynthSet, seed: int = 0) -> Any:
-    """The edge preset with random weights and the pack's normalisation statistics, in eval mode."""
+def random_edge_model(data: SynthSet, seed: int = 0, **overrides: Any) -> Any:
+    """The edge preset (with `overrides` of its ModelConfig) with random weights and the pack's normalisation
+    statistics, in eval mode."""
     import torch
 
     from rfsense.models import build_model
 
     torch.manual_seed(seed)
-    model = build_model("edge")
+    model = build_model("edge", **overrides)
     model.set_norm_stats(data.pack.stats.mean, data.pack.stats.std)
     return model.eval()
 

@@ -127,9 +127,12 @@ def train_model(cache: Path, epochs: int, threads: int) -> tuple[Path, object]:
 
     data = synth_set(cache, "plausibility", VOLUNTEERS, ACTIONS, TRAIN_TRIALS + TEST_TRIALS,
                      tuple(range(1, TRAIN_TRIALS + 1)))
+    from rfsense.train.rundir import load_run_config
+
     run = data.root.parent / "runs" / f"edge-e{epochs}"
-    if not (run / "best.pt").is_file():
-        cfg = train_config(data, run.parent, run.name, epochs=epochs, val_fraction=0.2, threads=threads)
+    cfg = train_config(data, run.parent, run.name, epochs=epochs, val_fraction=0.2, threads=threads)
+    # The cached run only while it is what this code would train (a changed default model retrains it).
+    if not (run / "best.pt").is_file() or load_run_config(run) != cfg:
         fit(cfg, overwrite=True)
     return run, data
 
