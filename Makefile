@@ -35,13 +35,14 @@ edge-check: setup
 	.ci/edge_check
 
 bench: setup
-	for b in benchmarks/bench_*.py; do case $$b in *bench_learning*|*bench_stress*) ;; *) $(BIN)/python $$b --results || exit 1;; esac; done
+	for b in benchmarks/bench_*.py; do case $$b in *bench_learning*|*bench_stress*|*bench_fault_training*) ;; *) $(BIN)/python $$b --results || exit 1;; esac; done
 
 bench-learning: setup
 	$(BIN)/python benchmarks/bench_learning.py --results
 
 bench-stress: setup   # needs `make demo` first (the quick-start data and model)
 	$(BIN)/python benchmarks/bench_stress.py --results
+	$(BIN)/python benchmarks/bench_fault_training.py --results
 
 clean:
 	rm -rf $(VENV) .venv-edge build *.egg-info .pytest_cache
