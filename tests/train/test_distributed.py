@@ -56,6 +56,9 @@ def _tiny(root, out, name, **train):
     cfg = tiny_config(root, out, name, epochs=2, threads=1, **train)
     tree = config_tree(cfg)
     tree["model"]["dropout"] = 0.0  # dropout draws per rank; without it DDP and one process agree
+    # One subset per batch: one process skips the encoders absent from a batch, DDP runs them and must then
+    # leave them out of the optimiser step (`train_step`); the runs below compare exactly that.
+    tree["train"]["presence"] = "per_batch"
     from rfsense.train.config import config_from_tree
 
     return config_from_tree(tree)
