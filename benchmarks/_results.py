@@ -75,6 +75,24 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     os.replace(tmp, path)
 
 
+def report(name: str, title: str, command: str, table: list[str], headline: str, result: dict, *,
+           head: str = "", note: str = "", json_path: Path | None = None, results: bool = False) -> None:
+    """The common end of a benchmark: print `head`, the table and the result JSON, write the JSON to `json_path`
+    and (with `results`) the section `name` of RESULTS.md (title, command, machine, table, note, headline),
+    then print the headline last."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print("\n".join([*([head] if head else []), *table, text]))
+    if json_path:
+        json_path.write_text(text + "\n")
+    if results:
+        parts = [f"## {title}", f"`{command}`", machine_line(), *([head] if head else []),
+                 "```\n" + "\n".join(table) + "\n```", *([note] if note else []), headline]
+        write_section(name, "\n\n".join(parts) + "\n")
+    print(headline)
+
+
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls (caches, allocations)."""
     import statistics

@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import machine_line, write_section  # noqa: E402
+from _results import report  # noqa: E402
 
 from rfsense.data.layout import SplitSpec, discover, split_samples  # noqa: E402
 
@@ -120,19 +120,12 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{len(one)} AdamW steps")
     result = {"nproc": args.nproc, "backend": backend, "device": where, "runs": out,
               "loss_max_rel_diff": d_loss, "alpha_max_abs_diff": d_alpha, "headline": headline}
-    print(head)
-    print("\n".join(lines))
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.results:
-        cmd = f"python benchmarks/bench_ddp.py --nproc {args.nproc} --threads {args.threads} --epochs {args.epochs} --results"
-        note = ("On a CPU, N processes share the machine's cores: this shows that DDP trains the same model "
-                "(gloo all-reduce and all-gather included) and what one thread per process gains over one "
-                "multi-threaded process on this machine; on N GPUs each rank brings its own device.") if not cuda else ""
-        write_section("ddp", f"## Multi-process training (bench_ddp)\n\n`{cmd}`\n\n{machine_line()}\n\n{head}\n\n"
-                             "```\n" + "\n".join(lines) + f"\n```\n\n{note}\n\n{headline}\n")
-    print(headline)
+    cmd = f"python benchmarks/bench_ddp.py --nproc {args.nproc} --threads {args.threads} --epochs {args.epochs} --results"
+    note = ("On a CPU, N processes share the machine's cores: this shows that DDP trains the same model "
+            "(gloo all-reduce and all-gather included) and what one thread per process gains over one "
+            "multi-threaded process on this machine; on N GPUs each rank brings its own device.") if not cuda else ""
+    report("ddp", "Multi-process training (bench_ddp)", cmd, lines, headline, result, head=head, note=note,
+           json_path=args.json, results=args.results)
     return result
 
 

@@ -26,7 +26,6 @@ RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -41,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import machine_line, write_section  # noqa: E402
+from _results import report  # noqa: E402
 
 from rfsense.data.layout import SplitSpec, discover, split_samples  # noqa: E402
 from rfsense.data.pack import pack  # noqa: E402
@@ -218,18 +217,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"samples": n_samples, "batch": args.batch, "reads_samples_per_s": reads, "data_wait": wait,
               "pack_samples_per_s": {str(k): v for k, v in packs.items()},
               "pack_cpu_ms_per_sample": {str(k): v for k, v in pack_cpu.items()}, "headline": headline}
-    print(head)
-    print("\n".join(lines))
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.results:
-        cmd = (f"python benchmarks/bench_loader.py --batch {args.batch} --steps {args.steps} --threads {args.threads} "
-               f"--pack-workers "
-               f"{args.pack_workers} --chunk {args.chunk} --results")
-        write_section("loader", f"## Loader and packing (bench_loader)\n\n`{cmd}`\n\n{machine_line()}\n\n{head}\n\n"
-                                "```\n" + "\n".join(lines) + f"\n```\n\n{headline}\n")
-    print(headline)
+    cmd = (f"python benchmarks/bench_loader.py --batch {args.batch} --steps {args.steps} --threads {args.threads} "
+           f"--pack-workers {args.pack_workers} --chunk {args.chunk} --results")
+    report("loader", "Loader and packing (bench_loader)", cmd, lines, headline, result, head=head,
+           json_path=args.json, results=args.results)
     return result
 
 

@@ -18,7 +18,6 @@ the steadier one. The table goes to stdout, then JSON, then the headline (pareto
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import machine_line, write_section  # noqa: E402
+from _results import report  # noqa: E402
 
 from rfsense.modalities import MODALITIES, N_CLASSES, SHAPES  # noqa: E402
 from rfsense.models import build_model  # noqa: E402
@@ -174,29 +173,22 @@ def main(argv: list[str] | None = None) -> dict:
         f"(goals <= 1.1x)"
     )
     result["headline"] = headline
-    print(head)
-    print("\n".join(lines))
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.results:
-        cmd = (f"python benchmarks/bench_model.py --preset {args.preset} --batch {args.batch} --steps {args.steps}"
-               f" --threads {args.threads} --device {args.device} --results")
-        floor = (
-            "What exact Pareto costs: alpha* needs ||g_a||^2, ||g_d||^2 and <g_a, g_d> over the encoder parameters, "
-            "so any exact method pays two vector-Jacobian products through the encoders on top of the task backward "
-            "(alpha* is not a function of z-space quantities). The implementation takes them as one batched product "
-            "(is_grads_batched) and folds the update into the task backward, which keeps alpha* and the update equal "
-            "(tests/train/test_pareto_exact.py); the encoder_vjp_x2_alone row is the floor. How far above 1 that "
-            "floor lies depends on how much of the step the encoders' trained layers are: on the edge model before "
-            "its fixed front ends (2.05M parameters, raw inputs, convolutions over the whole mmWave map) the same "
-            "code measured 1.77x (floor 1.84x); with the Doppler, ratio-spectrogram and phasor front ends, whose "
-            "work needs no parameter gradient, the two products are a small part of the step. pareto/embeddings "
-            "(alpha* from z) is the near-free approximation."
-        )
-        write_section("model", f"## Training step: DAGR cost (bench_model)\n\n`{cmd}`\n\n{machine_line()}\n\n"
-                               f"{head}\n\n```\n" + "\n".join(lines) + f"\n```\n\n{floor}\n\n{headline}\n")
-    print(headline)
+    cmd = (f"python benchmarks/bench_model.py --preset {args.preset} --batch {args.batch} --steps {args.steps}"
+           f" --threads {args.threads} --device {args.device} --results")
+    floor = (
+        "What exact Pareto costs: alpha* needs ||g_a||^2, ||g_d||^2 and <g_a, g_d> over the encoder parameters, "
+        "so any exact method pays two vector-Jacobian products through the encoders on top of the task backward "
+        "(alpha* is not a function of z-space quantities). The implementation takes them as one batched product "
+        "(is_grads_batched) and folds the update into the task backward, which keeps alpha* and the update equal "
+        "(tests/train/test_pareto_exact.py); the encoder_vjp_x2_alone row is the floor. How far above 1 that "
+        "floor lies depends on how much of the step the encoders' trained layers are: on the edge model before "
+        "its fixed front ends (2.05M parameters, raw inputs, convolutions over the whole mmWave map) the same "
+        "code measured 1.77x (floor 1.84x); with the Doppler, ratio-spectrogram and phasor front ends, whose "
+        "work needs no parameter gradient, the two products are a small part of the step. pareto/embeddings "
+        "(alpha* from z) is the near-free approximation."
+    )
+    report("model", "Training step: DAGR cost (bench_model)", cmd, lines, headline, result, head=head, note=floor,
+           json_path=args.json, results=args.results)
     return result
 
 

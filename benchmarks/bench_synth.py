@@ -19,7 +19,6 @@ shared, so compare rows of one run only. The output folder is a temporary one un
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -32,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import machine_line, write_section  # noqa: E402
+from _results import report  # noqa: E402
 
 from rfsense.data import synth as S  # noqa: E402
 from rfsense.data.probe import probe_accuracy  # noqa: E402
@@ -142,18 +141,11 @@ def main(argv: list[str] | None = None) -> dict:
         "probe": probe,
         "headline": headline,
     }
-    print("\n".join(lines))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    if args.results:
-        cmd = (f"python benchmarks/bench_synth.py --volunteers {args.volunteers} --actions {args.actions} "
-               f"--trials {args.trials} --workers {args.workers} --repeats {args.repeats}"
-               f"{' --probe' if args.probe else ''} --results")
-        write_section("synth", f"## Synthetic generator (bench_synth)\n\n`{cmd}`\n\n{machine_line()}\n\n"
-                               "```\n" + "\n".join(lines) + f"\n```\n\n{headline}\n")
-    print(headline)
+    cmd = (f"python benchmarks/bench_synth.py --volunteers {args.volunteers} --actions {args.actions} "
+           f"--trials {args.trials} --workers {args.workers} --repeats {args.repeats}"
+           f"{' --probe' if args.probe else ''} --results")
+    report("synth", "Synthetic generator (bench_synth)", cmd, lines, headline, result, json_path=args.json,
+           results=args.results)
     return result
 
 
