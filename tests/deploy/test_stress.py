@@ -147,4 +147,4 @@ def test_onnx_models_screen_preprocessed_rows_as_the_runtime_does(tmp_path):
     model = load_stress_model(write_toy_model(tmp_path / "export").path)
     rows = np.zeros((3, *SHAPES["wifi"]), dtype=np.float32)
     rows[1, 0, 0] = np.nan
-    assert model.screen("wifi", rows).tolist() == [False, True, False]
+    assert model.screen("wifi", rows, np.ones(3, dtype=bool)).tolist() == [False, True, False]

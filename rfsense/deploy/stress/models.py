@@ -54,12 +54,13 @@ class StressModel:
         with np.errstate(all="ignore"):
             return preprocess(modality, x, self.preprocessing)
 
-    def screen(self, modality: str, feeds: np.ndarray) -> np.ndarray:
-        """(n,) bool: rows the runtime masks after preprocessing (non-finite, or the distribution check of an
-        rfsense-onnx/2 export: implausible). All False for run folders, which record no such statistics."""
-        if self._screen is None:
-            return np.zeros(len(feeds), dtype=bool)
-        return np.array([v is not None for v in self._screen(modality, feeds)], dtype=bool)
+    def screen(self, modality: str, feeds: np.ndarray, usable: np.ndarray) -> np.ndarray:
+        """(n,) bool: the `usable` rows the runtime masks after preprocessing (non-finite, or the distribution
+        check of an rfsense-onnx/2 export: implausible). All False for run folders, which record no statistics."""
+        out = np.zeros(len(feeds), dtype=bool)
+        if self._screen is not None and usable.any():
+            out[usable] = [v is not None for v in self._screen(modality, feeds[usable])]
+        return out
 
     def logits(self, feeds: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
         """(B, C) logits for preprocessed feeds (absent rows may hold anything) under `present` (B, 3)."""

@@ -126,10 +126,7 @@ def _clean(model: StressModel, chunk: Chunk) -> _Clean:
     for j, m in enumerate(MODALITIES):
         checked = model.check(m, chunk.raw[m])
         feeds[m] = model.prepare(m, checked.values)
-        usable = checked.usable.copy()
-        if usable.any():
-            usable[usable] &= ~model.screen(m, feeds[m][usable])  # the runtime's checks after preprocessing
-        present[:, j] &= usable
+        present[:, j] &= checked.usable & ~model.screen(m, feeds[m], checked.usable)  # as the runtime
     return _Clean(feeds, present)
 
 
@@ -210,13 +207,10 @@ def _evaluate_cell(cell: Cell, chunk: Chunk, models: list[StressModel], cleans: 
                 if mode == "on":
                     checked = model.check(m, x)
                     feeds[m] = model.prepare(m, checked.values)
-                    status = checked.status.astype("<U16")
-                    usable = checked.usable.copy()
-                    screened = np.zeros(len(usable), dtype=bool)  # as the runtime: checks after preprocessing
-                    if usable.any():
-                        screened[usable] = model.screen(m, feeds[m][usable])
+                    screened = model.screen(m, feeds[m], checked.usable)  # as the runtime, after preprocessing
+                    status = checked.status.astype("<U16")  # room for "implausible"
                     status[screened] = "implausible"
-                    present[:, j] = chunk.available[:, j] & usable & ~screened & ~lost[:, j] & keep[j]
+                    present[:, j] = chunk.available[:, j] & checked.usable & ~screened & ~lost[:, j] & keep[j]
                     tally_status.update(f"{m}:{s}" for s in status[rows])
                 else:
                     feeds[m] = model.prepare(m, x)
