@@ -241,6 +241,9 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     (the other ranks return {}).
     """
     e = setup(resolve_device(cfg.train.device))
+    if e.world > 1 and cfg.train.stage in ("backbones", "xfi"):  # every rank, before any collective or file
+        raise ConfigError(f"train.stage {cfg.train.stage}: the backbones stage trains in one process (its encoders "
+                          "bypass the DistributedDataParallel wrapper); run it without torchrun")
     run_dir = Path(run_dir or cfg.run_dir)
     busy = False
     if e.is_main:  # the run folder is rank 0's: the others wait until it is checked
@@ -258,9 +261,6 @@ def fit(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False, overw
     if tc.batch_size < e.world:
         raise ConfigError(f"train.batch_size {tc.batch_size} is below the {e.world} processes; it is the global "
                           "batch, split across them")
-    if e.world > 1 and tc.stage in ("backbones", "xfi"):
-        raise ConfigError(f"train.stage {tc.stage}: the backbones stage trains in one process (its encoders "
-                          "bypass the DistributedDataParallel wrapper); run it without torchrun")
     data = _open_pack_once(cfg, e)  # before --overwrite deletes anything: a bad data root leaves the old run intact
     if e.is_main:
         if overwrite and busy:

@@ -263,3 +263,11 @@ def test_a_failing_rank_stops_the_job_with_one_error_line(synth_root, tmp_path):
     assert errors == [f"Error: rank 0: data root {tmp_path / 'nowhere'} not found. Put the XRF55 download there "
                       f"(its {{WiFi,RFID,mmWave}} folders, or Scene*/ or train_data/test_data above them), set "
                       f"data.root, or make a synthetic stand-in: rfsense synth {tmp_path / 'nowhere'}"], r.stderr
+
+
+def test_the_backbones_stage_under_torchrun_is_one_line_before_anything_is_written(synth_root, tmp_path):
+    cfg = _config_file(_tiny(synth_root, tmp_path, "bb"), tmp_path / "bb.yaml")
+    r = _run(["-m", "rfsense", "train", str(cfg), "--nproc", "2", "--stage", "backbones"], timeout=120)
+    errors = [line for line in r.stderr.splitlines() if "Error" in line or "Traceback" in line]
+    assert r.returncode == 1 and len(errors) == 1 and "the backbones stage trains in one process" in errors[0], r.stderr
+    assert not (tmp_path / "bb").exists()
