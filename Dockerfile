@@ -13,7 +13,8 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.
 COPY pyproject.toml README.md ./
 COPY rfsense ./rfsense
 COPY configs ./configs
-# The training and recordings extras too, so every command in the image works (the edge set alone runs infer).
-RUN pip install '.[train,recordings]'
+# The training and recordings extras too, so every command in the image works (the edge set alone runs infer),
+# and the compiled preprocessing kernels (numba) the runtime uses once they are built (in the background, ~3 s).
+RUN pip install '.[train,recordings,fast]'
 
 CMD ["rfsense", "--help"]

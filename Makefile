@@ -13,7 +13,7 @@ $(BIN)/rfsense: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0   # the CPU build; the train extra's torch range accepts it
-	$(BIN)/pip install -q -e '.[train,recordings,plots,dev]'
+	$(BIN)/pip install -q -e '.[train,recordings,plots,fast,dev]'
 	touch $@
 
 setup: $(BIN)/rfsense

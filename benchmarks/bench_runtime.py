@@ -13,8 +13,11 @@ the generator writes), tiled to batch 32. Rows, timed interleaved round-robin so
 hits all alike (p50 over --repeats):
 
 - `onnx all-sensor graph`: the reference, one session.run of the single graph on preprocessed inputs;
-- `runtime predict`: `Runtime.predict` on raw streams (health, plausibility, preprocessing, ONNX, softmax);
-- `checks + preprocessing`: `check`, `prepare`, `screen` alone; `runtime model`: `Runtime.logits` alone;
+- `runtime predict`: `Runtime.predict` on raw streams (health, plausibility, preprocessing, ONNX, softmax),
+  with the compiled preprocessing kernels where numba is installed (the `fast` extra; waited for before timing);
+- `... numpy kernels`: the same runtime with `kernels="numpy"` (an install without numba);
+- `checks + preprocessing`: `check`, `prepare`, `screen` alone, one stream after another (the CPU time they
+  cost; `predict` runs the streams concurrently); `runtime model`: `Runtime.logits` alone;
 - `sessions spinning`: the runtime with onnxruntime's default of intra-op threads spinning between runs (the
   runtime turns it off: the spinning threads take the cores its numpy work needs);
 - `... wifi only`: the same with only the WiFi stream (the mmWave and RFID encoders are not run);
@@ -58,6 +61,19 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
+
+
+# Between timed calls: onnxruntime's spinning threads (the reference sessions keep its default) park by then,
+# instead of taking the cores of whatever row is timed next.
+_PAUSE = 0.005
+
+
+def _kernels_note() -> str:
+    try:
+        import numba
+    except ImportError:
+        return "numba not installed: pip install 'rfsense[fast]'"
+    return f"numba {numba.__version__}"
 
 
 def _timed(fn) -> float:
@@ -199,6 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
     legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if k != "fusion"}
     export_single_graph(random_edge_model(data, **legacy), tmp / "single-legacy.onnx")
     rt = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
+    kernels = rt.wait_for_kernels()  # compiled where numba is installed (the `fast` extra), else numpy
+    rt_numpy = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential,
+                       kernels="numpy")
     # The reference is today's call: onnxruntime's default session options (its threads spin between runs).
     ref = make_session(tmp / "single.onnx", providers=args.providers, threads=args.threads, spinning=True)
     ref_legacy = make_session(tmp / "single-legacy.onnx", providers=args.providers, threads=args.threads, spinning=True)
@@ -227,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     all1, all32 = np.ones((1, 3), bool), np.ones((32, 3), bool)
     wifi1 = np.array([[False, True, False]])
 
-    def checks(x):
+    def checks(x, rt=rt):
         arrays, present, _ = rt.check(x)
         for j, m in enumerate(MODALITIES):
             if present[:, j].any():
@@ -244,7 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
         "onnx all-sensor graph, edge at 5ed2982": lambda: ref_legacy.run(["logits"], {**feeds1, "present": all1}),
         "runtime predict": lambda: rt.predict(x1),
         "runtime predict, sessions spinning": lambda: rt_spin.predict(x1),
+        "runtime predict, numpy kernels": lambda: rt_numpy.predict(x1),
         "checks + preprocessing": lambda: checks(x1),
+        "checks + preprocessing, numpy kernels": lambda: checks(x1, rt_numpy),
         "runtime model": lambda: rt.logits(feeds1, all1),
         "runtime predict, wifi only": lambda: rt.predict({"wifi": x1["wifi"]}),
         "runtime model, wifi only": lambda: rt.logits({"wifi": feeds1["wifi"]}, wifi1),
@@ -254,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         "onnx all-sensor graph": lambda: ref.run(["logits"], {**feeds32, "present": all32}),
         "onnx all-sensor graph, edge at 5ed2982": lambda: ref_legacy.run(["logits"], {**feeds32, "present": all32}),
         "runtime predict": lambda: rt.predict(x32, batch_size=32),
+        "runtime predict, numpy kernels": lambda: rt_numpy.predict(x32, batch_size=32),
         "checks + preprocessing": lambda: checks(x32),
         "runtime model": lambda: rt.logits(feeds32, all32),
     }
@@ -264,6 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
             fn()
         for _ in range(reps):
             for name, fn in rows.items():
+                time.sleep(_PAUSE)
                 times.setdefault((batch, name), []).append(_timed(fn))
     peak = max(peak, matmul_peak_gflops())  # again after the load: the better of the two
     p50 = {k: 1e3 * statistics.median(v) for k, v in times.items()}
@@ -287,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratio_rt_min = best[(1, "runtime predict")] / bbase1
     ratio_wifi_min = best[(1, "runtime model, wifi only")] / best[(1, "runtime model")]
     notes = [
+        f"preprocessing kernels: {kernels} ({_kernels_note()}); `numpy kernels` rows: the same runtime without them",
         f"device: {device}; {args.threads} threads; onnxruntime {ort.__version__}; load average {load:.1f} "
         f"on {os.cpu_count()} cores during the run (p50 shows the machine as it was; min approaches a quiet one)",
         f"edge model: {gflop['all']:.3f} GFLOP per sample (encoders: "

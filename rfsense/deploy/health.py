@@ -32,7 +32,7 @@ from rfsense.data.quality import STATUSES, USABLE, QualityConfig, assess
 from rfsense.errors import DataError
 from rfsense.modalities import MODALITIES, SHAPES, canonical_batch, expected_shape
 
-__all__ = ["STATUSES", "Verdict", "batch_size", "check_streams"]
+__all__ = ["STATUSES", "Verdict", "batch_size", "check_stream", "check_streams", "read_inputs"]
 
 _logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Verdict:
         return {"modality": self.modality, "status": self.status, "reasons": list(self.reasons), "ood": self.ood}
 
 
-def _as_arrays(inputs: dict[str, npt.ArrayLike | None]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_inputs(inputs: dict[str, npt.ArrayLike | None]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Given (non-None) inputs as arrays, plus a reason for each one that cannot be an array at all.
 
     Raises:
@@ -94,7 +94,7 @@ def batch_size(inputs: dict[str, npt.ArrayLike | None]) -> int:
         DataError: unknown modality key; inputs that disagree on the batch size (samples could not be
             matched across modalities); only scalar inputs.
     """
-    arrays, _ = _as_arrays(inputs)
+    arrays, _ = read_inputs(inputs)
     good = {m: a.shape[0] for m, a in arrays.items() if canonical_batch(m, a) is not None}  # type: ignore[arg-type]
     sizes = good or {m: a.shape[0] for m, a in arrays.items() if a.ndim >= 1}
     if len(set(sizes.values())) > 1:
@@ -133,33 +133,43 @@ def check_streams(
             dtype is not raised: that modality fails, with the reason, for every sample.
     """
     cfg = cfg or QualityConfig()
-    given, unreadable = _as_arrays(inputs)
+    given, unreadable = read_inputs(inputs)
     n = batch_size(inputs)
-
     arrays: dict[str, np.ndarray] = {}
     present = np.zeros((n, len(MODALITIES)), dtype=bool)
     verdicts: list[dict[str, Verdict]] = [{} for _ in range(n)]
     for j, m in enumerate(MODALITIES):
-        arrays[m] = np.zeros((n, *SHAPES[m]), dtype=np.float32)
-        if m in unreadable or m not in given:
-            why = unreadable.get(m)
-            for v in verdicts:
-                v[m] = Verdict(m, "failed", [why]) if why else Verdict(m, "absent", [f"{m}: absent (no stream given)"])
-            continue
-        arr = given[m]
-        canon = canonical_batch(m, arr) if arr.dtype.kind in _REAL_KINDS else None  # type: ignore[arg-type]
-        if canon is None:
-            problem = (f"{m}: dtype {arr.dtype}; expected a real float dtype (float16/32/64)" if arr.dtype.kind not in
-                       _REAL_KINDS else f"{m}: array has shape {arr.shape}; expected {expected_shape(m, batch=True)}")  # type: ignore[arg-type]
-            _logger.warning("%s", problem)
-            for v in verdicts:
-                v[m] = Verdict(m, "failed", [problem])
-            continue
-        checked = assess(m, canon, cfg)  # type: ignore[arg-type]
-        arrays[m] = checked.values
-        present[:, j] = checked.usable
-        for i in range(n):
-            verdicts[i][m] = Verdict(m, str(checked.status[i]), checked.reasons[i])
-        if not present[:, j].all():
-            _logger.debug("%s: %d/%d samples failed the health check", m, int((~present[:, j]).sum()), n)
+        arrays[m], present[:, j], column = check_stream(m, given.get(m), n, cfg, unreadable.get(m))
+        for v, verdict in zip(verdicts, column, strict=True):
+            v[m] = verdict
     return arrays, present, verdicts
+
+
+def check_stream(
+    m: str, arr: np.ndarray | None, n: int, cfg: QualityConfig, unreadable: str | None = None
+) -> tuple[np.ndarray, np.ndarray, list[Verdict]]:
+    """`check_streams` for one modality of a batch of n samples (the runtime runs the modalities concurrently).
+
+    Args:
+        m: the modality; arr: its array as given (None: absent); unreadable: why the input could not be read as an
+            array (it then fails for every sample).
+
+    Returns:
+        (values (n, *SHAPES[m]) as in `check_streams`, usable bool (n,), one Verdict per sample).
+    """
+    zeros = lambda: np.zeros((n, *SHAPES[m]), dtype=np.float32)  # noqa: E731
+    none = np.zeros(n, dtype=bool)
+    if unreadable or arr is None:
+        return zeros(), none, [Verdict(m, "failed", [unreadable]) if unreadable else
+                               Verdict(m, "absent", [f"{m}: absent (no stream given)"]) for _ in range(n)]
+    canon = canonical_batch(m, arr) if arr.dtype.kind in _REAL_KINDS else None  # type: ignore[arg-type]
+    if canon is None:
+        problem = (f"{m}: dtype {arr.dtype}; expected a real float dtype (float16/32/64)" if arr.dtype.kind not in
+                   _REAL_KINDS else f"{m}: array has shape {arr.shape}; expected {expected_shape(m, batch=True)}")  # type: ignore[arg-type]
+        _logger.warning("%s", problem)
+        return zeros(), none, [Verdict(m, "failed", [problem]) for _ in range(n)]
+    checked = assess(m, canon, cfg)  # type: ignore[arg-type]
+    usable = np.asarray(checked.usable, dtype=bool)
+    if not usable.all():
+        _logger.debug("%s: %d/%d samples failed the health check", m, int((~usable).sum()), n)
+    return checked.values, usable, [Verdict(m, str(checked.status[i]), checked.reasons[i]) for i in range(n)]

@@ -37,9 +37,9 @@ import numpy as np
 import numpy.typing as npt
 
 from rfsense.config import from_data
-from rfsense.data.preprocess import PreprocessConfig, preprocess
+from rfsense.data.preprocess import PreprocessConfig, compiled, preprocess
 from rfsense.data.quality import QualityConfig
-from rfsense.deploy.health import Verdict, check_streams
+from rfsense.deploy.health import Verdict, check_stream, check_streams, read_inputs
 from rfsense.deploy.health import batch_size as _count_samples
 from rfsense.deploy.manifest import FORMAT_V1, GRAPHS, manifest_path_for, read_manifest, sha256_bytes
 from rfsense.deploy.plausibility import Plausibility, check_distribution, read_plausibility
@@ -120,6 +120,9 @@ class Runtime:
         session: the fusion session (rfsense-onnx/2) or the single graph's (rfsense-onnx/1).
         token_shape: (n_tokens, d) of the encoders' tokens (rfsense-onnx/2; None for /1).
         parallel: whether `predict` runs the streams of a batch concurrently (see __init__).
+        kernels: "compiled" once the compiled preprocessing kernels are ready (numba installed: they compile in a
+            background thread when the model loads, ~3 s), else "numpy"; results are the same either way
+            (`rfsense.data.preprocess.compiled`).
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class Runtime:
         providers: Literal["auto", "cpu", "cuda"] = "auto",
         threads: int | None = None,
         parallel: bool = True,
+        kernels: Literal["auto", "numpy"] = "auto",
     ) -> None:
         """Load and verify a model.
 
@@ -141,14 +145,18 @@ class Runtime:
             parallel: in `predict`, run the streams of a batch (preprocessing, checks, encoder) concurrently
                 in a small thread pool, so one stream's preprocessing overlaps another's encoder; the result
                 is the same either way.
+            kernels: "auto" compiles the preprocessing kernels in a background thread where numba is installed and
+                uses them once ready (`rfsense.data.preprocess.compiled`); "numpy" never does.
 
         Raises:
             ModelFileError: a model file or the manifest missing or malformed, or any graph's sha256 differs
                 from the manifest's (all are checked before any session is built); a graph without the
                 contract's inputs/outputs.
             ProviderError: providers="cuda" but CUDA is not usable here.
-            ConfigError: bad `providers` or `threads` value.
+            ConfigError: bad `providers`, `threads` or `kernels` value.
         """
+        if kernels not in ("auto", "numpy"):
+            raise ConfigError(f"kernels must be 'auto' or 'numpy', got {kernels!r}")
         self.model_path = Path(model_path)
         self.manifest_path = manifest_path_for(self.model_path)
         if not self.model_path.is_file():
@@ -190,6 +198,10 @@ class Runtime:
         self.parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
         self._workers = (threads or os.cpu_count() or 1) if parallel else 1  # for the WiFi filters of one batch
+        # Compiled kernels (numba, where installed) build in the background; batches before then run numpy's.
+        self._fast = kernels == "auto"
+        if self._fast:
+            compiled.start(self.preprocessing.wifi.hampel_window)
         self.providers: list[str] = list(self.session.get_providers())
         self._check_sessions()
         _logger.info("loaded %s (%s, %d graph(s)) on %s", self.model_path, self.format, len(self.sessions),
@@ -254,6 +266,17 @@ class Runtime:
         self._check_io("fusion", {**{f"tokens_{m}": ("float32", tokens) for m in MODALITIES}, "present": present}, logits)
 
     @property
+    def kernels(self) -> str:
+        k = self.preprocessing.wifi.hampel_window
+        return "compiled" if self._fast and compiled.ready() and (k == 0 or compiled.hampel_ready(k)) else "numpy"
+
+    def wait_for_kernels(self) -> str:
+        """Block until the compiled kernels are ready (no-op without numba); returns `kernels`."""
+        if self._fast:
+            compiled.warm_up(self.preprocessing.wifi.hampel_window)
+        return self.kernels
+
+    @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
@@ -282,7 +305,7 @@ class Runtime:
         Values the filters overflow come out non-finite (`screen` catches them).
         """
         with np.errstate(all="ignore"):  # overflow in filters of absurd values is caught by screen(), per row
-            return preprocess(modality, raw, self.preprocessing, workers=self._workers)
+            return preprocess(modality, raw, self.preprocessing, workers=self._workers, fast=self._fast)
 
     def screen(self, modality: str, feeds: np.ndarray) -> list[Verdict | None]:
         """Checks of preprocessed rows (n, *input_shape): per row None (fine) or the Verdict that masks it.
@@ -298,7 +321,7 @@ class Runtime:
         stats = self.plausibility.distribution.get(modality) if self.plausibility else None
         if stats is not None and self.plausibility.config.distribution and finite.any():  # type: ignore[union-attr]
             rows = np.flatnonzero(finite)
-            bad, why, _ = check_distribution(modality, feeds if rows.size == n else feeds[rows], *stats)
+            bad, why, _ = check_distribution(modality, feeds if rows.size == n else feeds[rows], *stats, fast=self._fast)
             for k in np.flatnonzero(bad):
                 out[rows[k]] = Verdict(modality, "implausible", [why[k]])  # type: ignore[list-item]
         return out
@@ -397,45 +420,58 @@ class Runtime:
             preds.extend(self._predict_chunk(sub, stop - start, top_k))
         return preds
 
-    def _modality(self, m: str, x: np.ndarray) -> tuple[np.ndarray, list[Verdict | None], np.ndarray | None, np.ndarray | None]:
-        """One modality's usable rows: preprocessed feeds, screen verdicts, and (rfsense-onnx/2) tokens and OOD
-        scores of the rows the screen passed."""
-        feeds = self.prepare(m, x)
+    def _modality(self, m: str, arr: np.ndarray | None, n: int, unreadable: str | None) -> tuple[Any, ...]:
+        """One modality of a chunk of n samples: its health check, then on the usable rows the preprocessing, the
+        screen and (rfsense-onnx/2) the encoder on the rows the screen passed.
+
+        Returns (usable bool (n,), verdicts (n,), feeds of the usable rows, screen flags per usable row, tokens, OOD
+        scores); the last four are None / [] when nothing is usable."""
+        values, usable, column = check_stream(m, arr, n, self.health, unreadable)
+        if not usable.any():
+            return usable, column, None, [], None, None
+        feeds = self.prepare(m, values if usable.all() else values[usable])
+        del values  # the raw float copy (mmWave: 4.5 MB per sample in float64) is no longer needed
         flags = self.screen(m, feeds)
         if self.token_shape is None:
-            return feeds, flags, None, None
+            return usable, column, feeds, flags, None, None
         ok = np.array([f is None for f in flags])
         if not ok.any():
-            return feeds, flags, None, None
+            return usable, column, feeds, flags, None, None
         tokens, ood = self.encode(m, feeds if ok.all() else feeds[ok])
-        return feeds, flags, tokens, ood
+        return usable, column, feeds, flags, tokens, ood
 
-    def _run_modalities(self, arrays: dict[str, np.ndarray], present: np.ndarray) -> dict[str, Any]:
-        """`_modality` for every modality with usable rows; concurrently when there are several (numpy, scipy and
-        onnxruntime release the GIL, so one stream's preprocessing overlaps another's encoder)."""
-        jobs = {m: (arrays[m] if present[:, j].all() else arrays[m][present[:, j]])
-                for j, m in enumerate(MODALITIES) if present[:, j].any()}
-        if len(jobs) < 2 or not self.parallel:
-            return {m: self._modality(m, x) for m, x in jobs.items()}
+    def _run_modalities(self, inputs: dict[str, Any], n: int) -> dict[str, tuple[Any, ...]]:
+        """`_modality` for every modality; the given streams concurrently when there are several (numpy, scipy,
+        the compiled kernels and onnxruntime release the GIL, so one stream's checks and preprocessing overlap
+        another's)."""
+        given, unreadable = read_inputs(inputs)
+        jobs = {m: (given.get(m), n, unreadable.get(m)) for m in MODALITIES}
+        busy = [m for m in MODALITIES if m in given]
+        if len(busy) < 2 or not self.parallel:
+            return {m: self._modality(m, *job) for m, job in jobs.items()}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=len(MODALITIES), thread_name_prefix="rfsense-runtime")
-        futures = {m: self._pool.submit(self._modality, m, x) for m, x in jobs.items()}
-        del jobs  # the pool's tasks hold the only references: each frees its input when done
-        return {m: f.result() for m, f in futures.items()}
+        futures = {m: self._pool.submit(self._modality, m, *jobs.pop(m)) for m in busy}
+        out = {m: self._modality(m, *job) for m, job in jobs.items()}  # absent or unreadable: nothing to compute
+        del given, jobs  # the pool's tasks hold the only references: each frees its input when done
+        return {m: out[m] if m in out else futures[m].result() for m in MODALITIES}
 
     def _predict_chunk(self, inputs: dict[str, Any], n: int, top_k: int) -> list[Prediction]:
-        arrays, present, verdicts = self.check(inputs)
-        assert present.shape[0] == n, f"chunk of {n} samples came back as {present.shape[0]}"
+        results = self._run_modalities(inputs, n)
+        present = np.zeros((n, len(MODALITIES)), dtype=bool)
+        verdicts: list[dict[str, Verdict]] = [{} for _ in range(n)]
+        for j, m in enumerate(MODALITIES):
+            present[:, j] = results[m][0]
+            for i, verdict in enumerate(results[m][1]):
+                verdicts[i][m] = verdict
         split = self.token_shape is not None
         plaus = self.plausibility
         model_in: dict[str, np.ndarray | None] = dict.fromkeys(MODALITIES)
-        results = self._run_modalities(arrays, present)
-        del arrays  # the raw float copies (mmWave is 4.5 MB per sample in float64) are no longer needed
         for j, m in enumerate(MODALITIES):
             rows = np.flatnonzero(present[:, j])
             if rows.size == 0:
                 continue
-            feeds, flags, tokens, ood = results.pop(m)
+            feeds, flags, tokens, ood = results.pop(m)[2:]
             for k, flag in enumerate(flags):
                 if flag is not None:
                     i = rows[k]

@@ -15,6 +15,8 @@ import numpy as np
 import scipy.fft
 from scipy import signal
 
+from rfsense.data.preprocess import compiled
+
 __all__ = ["butter_lowpass", "hampel", "kth_value", "lowpass_filtfilt"]
 
 # MAD -> standard deviation for Gaussian noise (1 / Phi^-1(3/4)); the usual Hampel constant.
@@ -50,7 +52,7 @@ def _sorting_network(m: int) -> list[tuple[int, int]]:
 _NETWORKS: dict[int, list[tuple[int, int]]] = {}
 
 
-def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1) -> np.ndarray:
+def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1, fast: bool = False) -> np.ndarray:
     """Vectorised Hampel filter along the last axis of finite (..., T) data; returns float32.
 
     Exact definition: med_i and MAD_i = median_j |x_j - med_i| over the 2k+1 window around i
@@ -63,26 +65,42 @@ def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1) -> 
     of s_k itself), so the MAD is the k-th smallest of two sorted length-k runs: min over splits a of
     max(left[a-1], right[k-1-a]). Runs in float32 because the output is float32 anyway (selection is
     exact; half the bandwidth). `workers` > 1 filters row blocks in that many threads (numpy releases the
-    GIL), for one sample's latency on an otherwise idle core; the result is the same.
+    GIL), for one sample's latency on an otherwise idle core; the result is the same. `fast`: once compiled
+    (`compiled.start`), the same network runs compiled (`compiled.hampel`), bit-identical, ~8x faster.
     """
     if half_window == 0:
         return x.astype(np.float32)
     k = half_window
     t_len = x.shape[-1]
-    rows = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, t_len)
-    padded = np.pad(rows, ((0, 0), (k, k)), mode="reflect" if t_len > k else "edge")  # reflect needs k < T
-    out = np.empty_like(rows)
-    n = rows.shape[0]
+    n = int(np.prod(x.shape[:-1]))
+    out = np.empty((n, t_len), np.float32)
+    if fast and compiled.hampel_ready(k) and x.dtype in (np.float32, np.float64) and _finite(x, np.float32):
+        # NaN/Inf (also after the float32 cast) keep numpy's min/max semantics on the path below
+        rows = np.ascontiguousarray(x).reshape(n, t_len)
+        thr = np.float32(sigmas * _MAD_TO_SIGMA)
+        job = lambda a, b: compiled.hampel(rows[a:b], out[a:b], k, thr)  # noqa: E731
+    else:
+        rows = np.ascontiguousarray(x, dtype=np.float32).reshape(n, t_len)
+        padded = np.pad(rows, ((0, 0), (k, k)), mode="reflect" if t_len > k else "edge")  # reflect needs k < T
+        job = lambda a, b: _hampel_rows(rows[a:b], padded[a:b], out[a:b], k, sigmas)  # noqa: E731
     parts = min(workers, n // _HAMPEL_CHUNK_ROWS)
     if parts <= 1:
-        _hampel_rows(rows, padded, out, k, sigmas)
+        job(0, n)
     else:
         bounds = np.linspace(0, n, parts + 1).astype(int)
-        futures = [_pool(parts).submit(_hampel_rows, rows[a:b], padded[a:b], out[a:b], k, sigmas)
-                   for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        for f in futures:
+        for f in [_pool(parts).submit(job, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]:
             f.result()
     return out.reshape(x.shape)
+
+
+def _finite(x: np.ndarray, dtype: type[np.floating] | None = None) -> bool:
+    """Whether every value of x is finite (also once cast to `dtype`): two SIMD reductions (NaN propagates
+    through max), no mask array."""
+    if x.size == 0:
+        return True
+    lo, hi = x.min(), x.max()
+    bound = np.finfo(dtype or x.dtype).max
+    return bool(np.isfinite(lo) and np.isfinite(hi) and -bound <= lo and hi <= bound)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -147,6 +165,19 @@ def butter_lowpass(order: int, cutoff: float, fs: float) -> np.ndarray:
 
 
 
+_PAD_CACHE: dict[tuple[int, float, float], tuple[np.ndarray, int]] = {}
+
+
+def _sos_padding(order: int, cutoff: float, fs: float) -> tuple[np.ndarray, int]:
+    """sosfiltfilt's initial state per unit step (``sosfilt_zi``) and its default odd-padding length."""
+    key = (order, cutoff, fs)
+    if key not in _PAD_CACHE:
+        sos = butter_lowpass(order, cutoff, fs)
+        ntaps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+        _PAD_CACHE[key] = (signal.sosfilt_zi(sos), 3 * ntaps)
+    return _PAD_CACHE[key]
+
+
 # Impulse-response tolerance of the low-pass operator: entries below this fraction of the largest are zero.
 _OPERATOR_TOL = 1e-13
 _Corner = tuple[np.ndarray, np.ndarray]
@@ -199,14 +230,23 @@ def _filtfilt_operator(order: int, cutoff: float, fs: float, t_len: int
     return _FILTFILT_CACHE[key]
 
 
-def lowpass_filtfilt(x: np.ndarray, order: int, cutoff: float, fs: float, workers: int | None = None) -> np.ndarray:
+def lowpass_filtfilt(x: np.ndarray, order: int, cutoff: float, fs: float, workers: int | None = None,
+                     fast: bool = False) -> np.ndarray:
     """Zero-phase Butterworth low-pass along the last axis: scipy's ``sosfiltfilt`` (odd padding, default
     length) of `butter_lowpass(order, cutoff, fs)`, float64 (..., T).
 
     Computed as the linear map it is (see `_filtfilt_operator`): an FFT convolution with the zero-phase
     impulse response plus low-rank corrections at both edges; equal to sosfiltfilt to ~1e-12 relative, 2-3x
-    faster on (270, 1000) WiFi windows. NaN/Inf spread over their whole row, as with sosfiltfilt.
+    faster on (270, 1000) WiFi windows. NaN/Inf spread over their whole row, as with sosfiltfilt. `fast`: once
+    compiled (`compiled.start`), finite input runs sosfiltfilt's own recursion compiled (`compiled.sosfiltfilt`:
+    bit-identical to scipy, ~2x faster than the operator).
     """
+    x = np.asarray(x)
+    if fast and compiled.ready() and x.dtype in (np.float32, np.float64) and x.size \
+            and x.shape[-1] > _sos_padding(order, cutoff, fs)[1] and _finite(x):
+        zi, edge = _sos_padding(order, cutoff, fs)
+        rows = x.reshape(-1, x.shape[-1])
+        return compiled.sosfiltfilt(rows, butter_lowpass(order, cutoff, fs), zi, edge, workers or 1).reshape(x.shape)
     x = np.asarray(x, dtype=np.float64)
     op = _filtfilt_operator(order, cutoff, fs, x.shape[-1])
     if op is None:
@@ -235,9 +275,8 @@ def kth_value(v: np.ndarray, kth: int) -> np.floating:
     above = n - 1 - kth  # values sorted after the answer
     if n < 4096 or above > n // 64:
         return np.partition(v, kth)[kth]
-    with np.errstate(all="ignore"):
-        if not np.isfinite(np.add.reduce(v, dtype=np.float64)):
-            return np.partition(v, kth)[kth]
+    if not _finite(v):
+        return np.partition(v, kth)[kth]
     step = 16
     sample = v[::step]
     rank = min(sample.size - 1, 4 * (above // step) + 16)  # ~4x the answer's rank from the top, in the sample

@@ -24,11 +24,11 @@ from rfsense.modalities import MODALITIES, canonical_batch, expected_shape
 __all__ = ["preprocess"]
 
 
-def _wifi(x: np.ndarray, cfg: WifiPrep, workers: int) -> np.ndarray:
+def _wifi(x: np.ndarray, cfg: WifiPrep, workers: int, fast: bool) -> np.ndarray:
     """(B, 270, T) amplitude -> (B, 270, T)."""
-    y = hampel(x, cfg.hampel_window, cfg.hampel_sigmas, workers=workers)
+    y = hampel(x, cfg.hampel_window, cfg.hampel_sigmas, workers=workers, fast=fast)
     if cfg.lowpass_hz is not None:
-        y = lowpass_filtfilt(y, cfg.order, cfg.lowpass_hz, cfg.fs, workers=workers)
+        y = lowpass_filtfilt(y, cfg.order, cfg.lowpass_hz, cfg.fs, workers=workers, fast=fast)
     if cfg.remove_static:
         y = y - np.median(y, axis=-1, keepdims=True)
     return y
@@ -78,7 +78,7 @@ def _mmwave(x: np.ndarray, cfg: MmwavePrep) -> np.ndarray:
 
 
 def preprocess(modality: str, x: npt.ArrayLike, cfg: PreprocessConfig | None = None,
-               workers: int = 1) -> npt.NDArray[np.float32]:
+               workers: int = 1, fast: bool = False) -> npt.NDArray[np.float32]:
     """Preprocess a batch of one modality; deterministic, per-sample independent.
 
     Args:
@@ -86,6 +86,10 @@ def preprocess(modality: str, x: npt.ArrayLike, cfg: PreprocessConfig | None = N
         x: (B, *SHAPES[modality]) real array of any float or integer dtype; mmwave may be (B, 1, 17, 256, 128).
         cfg: settings; the same object must be used in training and deployment (manifest).
         workers: threads the WiFi filters may use (the runtime's latency on one sample); same result.
+        fast: use the compiled WiFi kernels once they are compiled (`rfsense.data.preprocess.compiled.start`;
+            the runtime's choice): the Hampel filter bit-identical, the low-pass scipy's sosfiltfilt exactly
+            (the numpy path: its FFT form, 1e-12 relative). Packing leaves it off, so packs never depend on
+            whether or when compiling finished.
 
     Returns:
         float32 (B, *SHAPES[modality]).
@@ -105,7 +109,7 @@ def preprocess(modality: str, x: npt.ArrayLike, cfg: PreprocessConfig | None = N
     if modality == "mmwave":
         y = _mmwave(batch, cfg.mmwave)
     elif modality == "wifi":
-        y = _wifi(batch, cfg.wifi, workers)  # Hampel reads it as float32, the low-pass as float64: no copy here
+        y = _wifi(batch, cfg.wifi, workers, fast)  # Hampel reads it as float32, the low-pass as float64: no copy here
     else:
         y = _rfid(batch.astype(np.float64, copy=False), cfg.rfid)
     with np.errstate(over="ignore"):  # finite float64 beyond float32's range becomes inf: callers check
