@@ -6,7 +6,9 @@
 Rows:
 - `<modality> batched`: one `preprocess` call on a batch of --batch samples (what the packer does).
 - `<modality> per-sample`: the same samples, one call each (cost of not batching).
-- `wifi hampel` / `wifi lowpass`: the two WiFi stages alone, batched (Hampel: sorting network).
+- `wifi hampel` / `wifi lowpass`: the two WiFi stages alone, batched (Hampel: sorting network; low-pass:
+  scipy's sosfiltfilt, and `wifi lowpass operator` the FFT form the numpy kernel uses).
+- `..., compiled`: the runtime's compiled kernels (numba, the `fast` extra; rows only where it is installed).
 - `wifi hampel partition`: the same Hampel via sliding_window_view + np.partition (the obvious
   vectorisation, identical output) for comparison.
 - `wifi naive`: the textbook baseline: a Python loop over channels and time steps for Hampel
@@ -35,8 +37,8 @@ from scipy import signal
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine_line, median_seconds, write_section  # noqa: E402
 
-from rfsense.data.preprocess import PreprocessConfig, WifiPrep, hampel, preprocess  # noqa: E402
-from rfsense.data.preprocess.kernels import butter_lowpass  # noqa: E402
+from rfsense.data.preprocess import PreprocessConfig, WifiPrep, compiled, hampel, preprocess  # noqa: E402
+from rfsense.data.preprocess.kernels import butter_lowpass, lowpass_filtfilt  # noqa: E402
 from rfsense.modalities import MODALITIES, SHAPES  # noqa: E402
 
 XRF55_SAMPLES = 42_900
@@ -141,7 +143,19 @@ def main() -> None:
         "sliding_window_view + np.partition",
     )
     sos = butter_lowpass(cfg.wifi.order, cfg.wifi.lowpass_hz or 20.0, cfg.wifi.fs)
-    add("wifi lowpass", args.batch, median_seconds(lambda: signal.sosfiltfilt(sos, x, axis=-1), args.repeats))
+    add("wifi lowpass", args.batch, median_seconds(lambda: signal.sosfiltfilt(sos, x, axis=-1), args.repeats),
+        "scipy sosfiltfilt")
+    lp = (cfg.wifi.order, cfg.wifi.lowpass_hz or 20.0, cfg.wifi.fs)
+    add("wifi lowpass operator", args.batch, median_seconds(lambda: lowpass_filtfilt(x, *lp), args.repeats),
+        "FFT form, the numpy kernel")
+    if compiled.warm_up(k):  # numba installed (the fast extra): the runtime's compiled kernels, same results
+        xw = make_batch("wifi", args.batch)
+        add("wifi batched, compiled", args.batch,
+            median_seconds(lambda: preprocess("wifi", xw, cfg, fast=True), args.repeats), "numba")
+        add("wifi hampel, compiled", args.batch, median_seconds(lambda: hampel(x, k, sig, fast=True), args.repeats),
+            "numba, bit-identical")
+        add("wifi lowpass, compiled", args.batch,
+            median_seconds(lambda: lowpass_filtfilt(x, *lp, fast=True), args.repeats), "numba, = sosfiltfilt bits")
     if args.naive_samples > 0:
         xn = x[: args.naive_samples]
         t0 = time.perf_counter()

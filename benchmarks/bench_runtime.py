@@ -10,7 +10,8 @@ An edge model (random weights, the pack's normalisation statistics; timing only)
 rfsense-onnx/2 graphs the runtime loads, and as one all-sensor graph (`export_single_graph`, the layout
 before per-modality graphs), the reference of every ratio. Inputs are raw synthetic test samples (the files
 the generator writes), tiled to batch 32. Rows, timed interleaved round-robin so load from other processes
-hits all alike (p50 over --repeats):
+hits all alike (p50 over --repeats), each timed call right after an untimed one of the same row (the steady
+state of a process serving that call, not the caches and idle threads another row left behind):
 
 - `onnx all-sensor graph`: the reference, one session.run of the single graph on preprocessed inputs;
 - `runtime predict`: `Runtime.predict` on raw streams (health, plausibility, preprocessing, ONNX, softmax),
@@ -61,11 +62,6 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
-
-
-# Between timed calls: onnxruntime's spinning threads (the reference sessions keep its default) park by then,
-# instead of taking the cores of whatever row is timed next.
-_PAUSE = 0.005
 
 
 def _kernels_note() -> str:
@@ -124,6 +120,7 @@ for f in fns.values():
     f()
 for _ in range(reps):
     for k, f in fns.items():
+        f()
         a = time.perf_counter(); f(); t[k].append(time.perf_counter() - a)
 print(json.dumps({k: [1e3 * statistics.median(v), 1e3 * min(v)] for k, v in t.items()}))
 """
@@ -286,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
             fn()
         for _ in range(reps):
             for name, fn in rows.items():
-                time.sleep(_PAUSE)
+                fn()  # untimed: the timed call below finds this row's caches and threads as a serving process would
                 times.setdefault((batch, name), []).append(_timed(fn))
     peak = max(peak, matmul_peak_gflops())  # again after the load: the better of the two
     p50 = {k: 1e3 * statistics.median(v) for k, v in times.items()}
