@@ -117,3 +117,21 @@ def test_the_environment_switch_turns_the_kernels_off():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RFSENSE_KERNELS": "numpy"},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_a_child_forked_while_compiling_never_compiles():
+    """Its compile locks may be held forever: it runs the numpy kernels (or those already compiled), never hangs."""
+    code = """
+import os, sys, time
+from rfsense.data.preprocess import compiled
+compiled.start(5)  # a compile in the background
+time.sleep(0.2)
+pid = os.fork()
+if pid == 0:
+    ok = compiled.start(3) is None and compiled.warm_up(3) is False
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), compiled.warm_up(5))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.split() == ["0", "True"]

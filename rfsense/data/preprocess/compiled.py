@@ -17,7 +17,8 @@ Compiling takes ~3 s, so it is explicit: `start` compiles in a background thread
 loads a model and runs the numpy kernels until the compiled ones are ready), `warm_up` waits for it. Nothing is
 cached on disk (numba's cache is pickled). Callers opt in per call (``fast=True``) and fall back to numpy for
 non-finite input, so NaN/Inf behave exactly as there; packing never opts in, so packs do not depend on timing.
-``RFSENSE_KERNELS=numpy`` turns the compiled kernels off.
+``RFSENSE_KERNELS=numpy`` turns the compiled kernels off. A child forked while a compile runs inherits the
+finished kernels and never compiles (the locks the compile held stay held in it).
 """
 
 from __future__ import annotations
@@ -38,10 +39,26 @@ _logger = logging.getLogger(__name__)
 # Rows filtered per block: the (T + 2 * pad, rows) float64 working array of a block stays in cache.
 _IIR_BLOCK_ROWS = 128
 
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # guards _THREADS
+_COMPILE_LOCK = threading.Lock()  # one compile at a time (windows started together share the common kernels)
 _THREADS: dict[int, threading.Thread] = {}  # hampel window -> its compile thread
 _KERNELS: dict[str, Callable[..., Any]] = {}  # name -> compiled dispatcher, set once compiled
 _HAMPEL: dict[int, Callable[..., Any]] = {}  # half-window -> compiled Hampel kernel
+_NO_COMPILE = False  # set in a child forked while a compile ran: its locks (ours, numba's, LLVM's) may be held
+_COMPILING = 0  # compile threads running (threading marks them dead in a forked child before we can ask)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child inherits the finished kernels but not the compile threads; if one was running, the locks
+    it held stay held in the child, so the child never compiles (it runs what is ready, else numpy)."""
+    global _LOCK, _COMPILE_LOCK, _NO_COMPILE
+    _NO_COMPILE = _NO_COMPILE or _COMPILING > 0
+    _LOCK, _COMPILE_LOCK = threading.Lock(), threading.Lock()
+    _THREADS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @functools.cache
@@ -73,7 +90,7 @@ def hampel_ready(half_window: int) -> bool:
 def start(hampel_window: int = 7) -> threading.Thread | None:
     """Compile every kernel (the Hampel one for `hampel_window`) in a background thread, once per process and
     window; returns the thread (None without numba). Calls before it finishes run the numpy kernels."""
-    if not available():
+    if not available() or _NO_COMPILE:
         return None
     with _LOCK:
         if hampel_window not in _THREADS:
@@ -94,10 +111,13 @@ def warm_up(hampel_window: int = 7) -> bool:
 def _compile(hampel_window: int) -> None:
     """Compile with explicit signatures (float32/float64, C-contiguous), then freeze the dispatchers: a call with
     other types raises instead of compiling in the middle of a batch."""
+    global _COMPILING
     numba = _numba()
     jit = functools.partial(numba.njit, nogil=True, boundscheck=False)  # type: ignore[union-attr]
+    with _LOCK:
+        _COMPILING += 1
     try:
-        with _LOCK:
+        with _COMPILE_LOCK:
             if not ready():
                 sigs = {"extend": ["float64[:, ::1](float32[:, ::1], int64)", "float64[:, ::1](float64[:, ::1], int64)"],
                         "sos": ["void(float64[:, ::1], float64[:, ::1], float64[:, ::1], boolean, float64[:, ::1], int64)"],
@@ -121,6 +141,9 @@ def _compile(hampel_window: int) -> None:
                 _HAMPEL[hampel_window] = disp
     except Exception as err:  # a broken numba/llvmlite install must not take the runtime down: numpy runs
         _logger.warning("compiled kernels unavailable (%s: %s); the numpy kernels run", type(err).__name__, err)
+    finally:
+        with _LOCK:
+            _COMPILING -= 1
 
 
 def _network(half_window: int) -> list[tuple[int, int]]:
