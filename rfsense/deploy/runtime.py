@@ -299,13 +299,14 @@ class Runtime:
         """
         return check_streams(inputs, self.health)
 
-    def prepare(self, modality: str, raw: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    def prepare(self, modality: str, raw: npt.ArrayLike, workers: int | None = None) -> npt.NDArray[np.float32]:
         """The shared preprocessing with the manifest's settings, nothing else: (n, *SHAPES[m]) -> float32.
 
-        Values the filters overflow come out non-finite (`screen` catches them).
+        Values the filters overflow come out non-finite (`screen` catches them). `workers`: threads for the WiFi
+        filters (default: the runtime's); the result is the same.
         """
         with np.errstate(all="ignore"):  # overflow in filters of absurd values is caught by screen(), per row
-            return preprocess(modality, raw, self.preprocessing, workers=self._workers, fast=self._fast)
+            return preprocess(modality, raw, self.preprocessing, workers=workers or self._workers, fast=self._fast)
 
     def screen(self, modality: str, feeds: np.ndarray) -> list[Verdict | None]:
         """Checks of preprocessed rows (n, *input_shape): per row None (fine) or the Verdict that masks it.
@@ -420,7 +421,8 @@ class Runtime:
             preds.extend(self._predict_chunk(sub, stop - start, top_k))
         return preds
 
-    def _modality(self, m: str, arr: np.ndarray | None, n: int, unreadable: str | None) -> tuple[Any, ...]:
+    def _modality(self, m: str, arr: np.ndarray | None, n: int, unreadable: str | None,
+                  workers: int | None = None) -> tuple[Any, ...]:
         """One modality of a chunk of n samples: its health check, then on the usable rows the preprocessing, the
         screen and (rfsense-onnx/2) the encoder on the rows the screen passed.
 
@@ -429,7 +431,7 @@ class Runtime:
         values, usable, column = check_stream(m, arr, n, self.health, unreadable)
         if not usable.any():
             return usable, column, None, [], None, None
-        feeds = self.prepare(m, values if usable.all() else values[usable])
+        feeds = self.prepare(m, values if usable.all() else values[usable], workers)
         del values  # the raw float copy (mmWave: 4.5 MB per sample in float64) is no longer needed
         flags = self.screen(m, feeds)
         if self.token_shape is None:
@@ -451,7 +453,8 @@ class Runtime:
             return {m: self._modality(m, *job) for m, job in jobs.items()}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=len(MODALITIES), thread_name_prefix="rfsense-runtime")
-        futures = {m: self._pool.submit(self._modality, m, *jobs.pop(m)) for m in busy}
+        # The streams already share the cores: the WiFi filters run in their job's thread only.
+        futures = {m: self._pool.submit(self._modality, m, *jobs.pop(m), 1) for m in busy}
         out = {m: self._modality(m, *job) for m, job in jobs.items()}  # absent or unreadable: nothing to compute
         del given, jobs  # the pool's tasks hold the only references: each frees its input when done
         return {m: out[m] if m in out else futures[m].result() for m in MODALITIES}
