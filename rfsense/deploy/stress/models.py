@@ -91,7 +91,9 @@ class StressModel:
 def _onnx(path: Path, threads: int | None) -> StressModel:
     from rfsense.deploy.runtime import Runtime
 
-    rt = Runtime(path, providers="cpu", threads=threads)
+    # numpy kernels: the stress suite preprocesses with them anyway, and its numbers must not depend on when a
+    # background compile finished (the compiled ones agree to float rounding; measured: no faster on the demo run)
+    rt = Runtime(path, providers="cpu", threads=threads, kernels="numpy")
     raw_std = rt.manifest.get("raw_std")
     return StressModel(path.stem, str(path), rt.class_names, rt.preprocessing, rt.health, raw_std,
                        lambda feeds, present: rt.logits(feeds, present), _screen=rt.screen)
