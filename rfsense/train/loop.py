@@ -378,26 +378,38 @@ def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, ov
     returns the results, the other ranks {}.
     """
     e = setup(resolve_device(cfg.train.device))
+    done = False
     try:
-        if not seeds:
-            return fit(cfg, resume=resume, overwrite=overwrite)
-        root = cfg.run_dir
-        busy = False
-        if e.is_main:
-            busy = prepare_run_dir(root, Path(cfg.out_dir), resume, overwrite)
-        _open_pack_once(cfg, e)  # before --overwrite deletes anything (packs once; the seeds reuse it)
-        if e.is_main and overwrite and busy:
-            remove_run(root)
-        e.barrier()
-        results = []
-        for seed in seeds:
-            seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-            sub = root / f"seed{seed}"
-            results.append(fit(seeded, run_dir=sub, resume=resume and sub.exists(), overwrite=False))
-        if not e.is_main:
-            return {}
-        agg = aggregate_seeds(results)
-        agg["seeds"] = [f"seed{s}" for s in seeds]
-        return write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")
+        out = _run_seeds(cfg, e, seeds, resume, overwrite)
+        done = True
+        return out
     finally:
-        teardown()
+        try:
+            if done:  # leave the group together: a rank tearing gloo down while rank 0 still evaluates may abort
+                e.barrier()
+        finally:
+            teardown()
+
+
+def _run_seeds(cfg: RunConfig, e: DistEnv, seeds: list[int] | None, resume: bool, overwrite: bool) -> dict[str, Any]:
+    """`run`'s body, inside the process group."""
+    if not seeds:
+        return fit(cfg, resume=resume, overwrite=overwrite)
+    root = cfg.run_dir
+    busy = False
+    if e.is_main:
+        busy = prepare_run_dir(root, Path(cfg.out_dir), resume, overwrite)
+    _open_pack_once(cfg, e)  # before --overwrite deletes anything (packs once; the seeds reuse it)
+    if e.is_main and overwrite and busy:
+        remove_run(root)
+    e.barrier()
+    results = []
+    for seed in seeds:
+        seeded = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        sub = root / f"seed{seed}"
+        results.append(fit(seeded, run_dir=sub, resume=resume and sub.exists(), overwrite=False))
+    if not e.is_main:
+        return {}
+    agg = aggregate_seeds(results)
+    agg["seeds"] = [f"seed{s}" for s in seeds]
+    return write_results(root, agg, title=f"{root.name} ({len(seeds)} seeds)")
