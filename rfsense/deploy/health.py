@@ -169,7 +169,7 @@ def check_stream(
         _logger.warning("%s", problem)
         return zeros(), none, [Verdict(m, "failed", [problem]) for _ in range(n)]
     checked = assess(m, canon, cfg)  # type: ignore[arg-type]
-    usable = np.asarray(checked.usable, dtype=bool)
+    usable = checked.usable
     if not usable.all():
         _logger.debug("%s: %d/%d samples failed the health check", m, int((~usable).sum()), n)
     return checked.values, usable, [Verdict(m, str(checked.status[i]), checked.reasons[i]) for i in range(n)]

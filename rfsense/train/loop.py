@@ -378,17 +378,12 @@ def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, ov
     returns the results, the other ranks {}.
     """
     e = setup(resolve_device(cfg.train.device))
-    done = False
     try:
         out = _run_seeds(cfg, e, seeds, resume, overwrite)
-        done = True
+        e.barrier()  # leave the group together: a rank tearing gloo down while rank 0 still evaluates may abort
         return out
     finally:
-        try:
-            if done:  # leave the group together: a rank tearing gloo down while rank 0 still evaluates may abort
-                e.barrier()
-        finally:
-            teardown()
+        teardown()
 
 
 def _run_seeds(cfg: RunConfig, e: DistEnv, seeds: list[int] | None, resume: bool, overwrite: bool) -> dict[str, Any]:

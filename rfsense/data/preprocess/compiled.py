@@ -36,9 +36,6 @@ __all__ = ["available", "channel_moments", "hampel", "hampel_ready", "ready", "s
 
 _logger = logging.getLogger(__name__)
 
-# Rows filtered per block: the (T + 2 * pad, rows) float64 working array of a block stays in cache.
-_IIR_BLOCK_ROWS = 128
-
 _LOCK = threading.Lock()  # guards _THREADS
 _COMPILE_LOCK = threading.Lock()  # one compile at a time (windows started together share the common kernels)
 _THREADS: dict[int, threading.Thread] = {}  # hampel window -> its compile thread
@@ -119,18 +116,18 @@ def _compile(hampel_window: int) -> None:
     try:
         with _COMPILE_LOCK:
             if not ready():
-                sigs = {"extend": ["float64[:, ::1](float32[:, ::1], int64)", "float64[:, ::1](float64[:, ::1], int64)"],
-                        "sos": ["void(float64[:, ::1], float64[:, ::1], float64[:, ::1], boolean, float64[:, ::1], int64)"],
-                        "moments": ["void(float32[:, ::1], int64, float64[:, ::1])",
-                                    "void(float64[:, ::1], int64, float64[:, ::1])"]}
-                fns = {"extend": (_odd_extension, False), "sos": (_sos_pass, False), "moments": (_moments, True)}
+                # name: (function, signatures, fastmath); reassociation lets the sums vectorise, NaN still propagates
+                table = {"extend": (_odd_extension, ["float64[:, ::1](float32[:, ::1], int64)",
+                                                     "float64[:, ::1](float64[:, ::1], int64)"], False),
+                         "sos": (_sos_pass, ["void(float64[:, ::1], float64[:, ::1], float64[:, ::1], boolean, "
+                                             "float64[:, ::1], int64)"], False),
+                         "moments": (_moments, ["void(float32[:, ::1], int64, float64[:, ::1])",
+                                                "void(float64[:, ::1], int64, float64[:, ::1])"], {"reassoc"})}
                 built = {}
-                for name, (fn, fast) in fns.items():
-                    # reassociation lets float64 sums vectorise; NaN still propagates (no nnan flag)
-                    disp = jit(sigs[name], fastmath={"reassoc"} if fast else False)(fn)
-                    disp.disable_compile()
-                    built[name] = disp
-                _KERNELS.update(built)
+                for name, (fn, sigs, fastmath) in table.items():
+                    built[name] = jit(sigs, fastmath=fastmath)(fn)
+                    built[name].disable_compile()
+                _KERNELS.update(built)  # all at once: ready() turns true only with every kernel in place
             if hampel_window and hampel_window not in _HAMPEL:
                 namespace: dict[str, Any] = {"np": np}
                 exec(compile(_hampel_source(hampel_window, _network(hampel_window)), "<rfsense hampel>", "exec"),  # noqa: S102
@@ -254,29 +251,13 @@ def _odd_extension(x: np.ndarray, edge: int) -> np.ndarray:
     return ext
 
 
-def sosfiltfilt(x: np.ndarray, sos: np.ndarray, zi: np.ndarray, edge: int, workers: int = 1) -> np.ndarray:
+def sosfiltfilt(x: np.ndarray, sos: np.ndarray, zi: np.ndarray, edge: int, out: np.ndarray) -> None:
     """scipy's ``sosfiltfilt(sos, x, axis=-1)`` (odd padding of `edge` samples; zi = ``sosfilt_zi(sos)``) of finite
-    rows x (R, T), float32 or float64, with T > edge: float64 (R, T), bit-identical. Blocks of rows run in
-    `workers` threads (once `ready()`)."""
-    extend, filt = _KERNELS["extend"], _KERNELS["sos"]
-    x = np.ascontiguousarray(x)
-    out = np.empty(x.shape)
-
-    def run(a: int, b: int) -> None:
-        ext = extend(x[a:b], edge)
-        filt(ext, sos, zi, False, out[a:b], edge)
-        filt(ext, sos, zi, True, out[a:b], edge)
-
-    starts = range(0, len(x), _IIR_BLOCK_ROWS)
-    if workers > 1 and len(starts) > 1:
-        from rfsense.data.preprocess.kernels import _pool
-
-        for f in [_pool(workers).submit(run, a, min(a + _IIR_BLOCK_ROWS, len(x))) for a in starts]:
-            f.result()
-    else:
-        for a in starts:
-            run(a, min(a + _IIR_BLOCK_ROWS, len(x)))
-    return out
+    C-contiguous rows x (R, T), float32 or float64, with T > edge, into `out` float64 (R, T), bit-identical
+    (once `ready()`; `kernels.lowpass_filtfilt` hands it blocks of rows)."""
+    ext = _KERNELS["extend"](x, edge)
+    _KERNELS["sos"](ext, sos, zi, False, out, edge)
+    _KERNELS["sos"](ext, sos, zi, True, out, edge)
 
 
 # ------------------------------------------------------------------------------------ channel statistics

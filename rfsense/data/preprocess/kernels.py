@@ -9,6 +9,7 @@ form (tests/data/test_preprocess.py, tests/data/test_kernels.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,6 +25,8 @@ _MAD_TO_SIGMA = 1.4826
 # Rows per Hampel chunk: 15 sorted (32, 1000) float32 arrays are ~2 MB, which stays in cache;
 # measured fastest among 16..256 rows on a 2-core box (see benchmarks/bench_preprocess.py).
 _HAMPEL_CHUNK_ROWS = 32
+# Rows per block of the compiled low-pass: a block's (T + 2 * pad, rows) float64 working array stays in cache.
+_IIR_BLOCK_ROWS = 128
 
 
 def _sorting_network(m: int) -> list[tuple[int, int]]:
@@ -83,14 +86,21 @@ def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1, fas
         rows = np.ascontiguousarray(x, dtype=np.float32).reshape(n, t_len)
         padded = np.pad(rows, ((0, 0), (k, k)), mode="reflect" if t_len > k else "edge")  # reflect needs k < T
         job = lambda a, b: _hampel_rows(rows[a:b], padded[a:b], out[a:b], k, sigmas)  # noqa: E731
-    parts = min(workers, n // _HAMPEL_CHUNK_ROWS)
-    if parts <= 1:
-        job(0, n)
-    else:
-        bounds = np.linspace(0, n, parts + 1).astype(int)
-        for f in [_pool(parts).submit(job, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]:
-            f.result()
+    parts = max(1, min(workers, n // _HAMPEL_CHUNK_ROWS))
+    _run_blocks(job, np.linspace(0, n, parts + 1).astype(int).tolist(), parts)
     return out.reshape(x.shape)
+
+
+def _run_blocks(job: Callable[[int, int], None], bounds: list[int], workers: int) -> None:
+    """job(a, b) for each block [a, b) between consecutive `bounds`; in `workers` threads when there are several
+    blocks (numpy and the compiled kernels release the GIL). Each block writes its own rows: same result."""
+    blocks = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if workers > 1 and len(blocks) > 1:
+        for f in [_pool(workers).submit(job, a, b) for a, b in blocks]:
+            f.result()
+    else:
+        for a, b in blocks:
+            job(a, b)
 
 
 def _finite(x: np.ndarray, dtype: type[np.floating] | None = None) -> bool:
@@ -242,11 +252,15 @@ def lowpass_filtfilt(x: np.ndarray, order: int, cutoff: float, fs: float, worker
     bit-identical to scipy, ~2x faster than the operator).
     """
     x = np.asarray(x)
-    if fast and compiled.ready() and x.dtype in (np.float32, np.float64) and x.size \
-            and x.shape[-1] > _sos_padding(order, cutoff, fs)[1] and _finite(x):
+    if fast and compiled.ready() and x.dtype in (np.float32, np.float64) and x.size:
         zi, edge = _sos_padding(order, cutoff, fs)
-        rows = x.reshape(-1, x.shape[-1])
-        return compiled.sosfiltfilt(rows, butter_lowpass(order, cutoff, fs), zi, edge, workers or 1).reshape(x.shape)
+        if x.shape[-1] > edge and _finite(x):  # else numpy's path: sosfiltfilt's own error, NaN/Inf semantics
+            rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+            out = np.empty(rows.shape)
+            sos = butter_lowpass(order, cutoff, fs)
+            _run_blocks(lambda a, b: compiled.sosfiltfilt(rows[a:b], sos, zi, edge, out[a:b]),
+                        [*range(0, len(rows), _IIR_BLOCK_ROWS), len(rows)], workers or 1)
+            return out.reshape(x.shape)
     x = np.asarray(x, dtype=np.float64)
     op = _filtfilt_operator(order, cutoff, fs, x.shape[-1])
     if op is None:
