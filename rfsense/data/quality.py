@@ -319,6 +319,35 @@ def _flat_channels(modality: Modality, values: np.ndarray, rng: np.ndarray, flat
     return flat
 
 
+def _extremes(x: np.ndarray, t_axis: int) -> tuple[np.ndarray, ...]:
+    """Per-channel (B, C) and per-sample (B,) maxima and minima of (B, *SHAPES[m]) values along `t_axis`, float64.
+
+    A sample's extremes are those of its channels' (NaN propagates through both): two passes over the data, not
+    four."""
+    n = len(x)
+    with np.errstate(invalid="ignore"):
+        cmax = x.max(axis=t_axis).reshape(n, -1).astype(np.float64)
+        cmin = x.min(axis=t_axis).reshape(n, -1).astype(np.float64)
+    return cmax, cmin, cmax.max(axis=1), cmin.min(axis=1)
+
+
+def _at_max_fraction(values: np.ndarray, t_axis: int, cmax: np.ndarray, vmax: np.ndarray) -> np.ndarray:
+    """Fraction of each sample's values equal to its maximum `vmax` (B,), counted only in the channels whose
+    maximum `cmax` (B, C) reaches it: no other channel can hold such a value (one channel, on a clean sample)."""
+    n = len(values)
+    out = np.zeros(n)
+    for i in range(n):
+        chans = np.flatnonzero(cmax[i] == vmax[i])
+        if chans.size == 0:  # NaN maximum: nothing equals it
+            continue
+        v = values[i]
+        # a view with time on axis 0 (mmWave) or 1 (time last) and the channels flattened on the other
+        series = v.reshape(v.shape[0], -1) if t_axis == 1 else v.reshape(-1, v.shape[-1])
+        picked = np.take(series, chans, axis=1 if t_axis == 1 else 0)
+        out[i] = np.count_nonzero(picked == vmax[i].astype(values.dtype)) / v.size
+    return out
+
+
 def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = None) -> Assessment:
     """Check, repair and classify a batch of one modality (see the module docstring).
 
@@ -347,8 +376,8 @@ def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = Non
         return Assessment(np.zeros(x.shape, x.dtype), status, reasons)
     values = x  # copied on the first change: a clean batch is returned as it came
     axes = tuple(range(1, x.ndim))
-    with np.errstate(invalid="ignore"):
-        vmax, vmin = x.max(axis=axes).astype(np.float64), x.min(axis=axes).astype(np.float64)
+    t_axis = TIME_AXIS[modality] + 1
+    cmax, cmin, vmax, vmin = _extremes(x, t_axis)
     # Samples with NaN/Inf or values beyond float32 (NaN propagates through max/min, so the test is False).
     damaged = ~((np.abs(vmax) <= _F32_MAX) & (np.abs(vmin) <= _F32_MAX))
     unit = _CHANNEL[modality]
@@ -406,17 +435,13 @@ def assess(modality: Modality, x: npt.ArrayLike, cfg: QualityConfig | None = Non
         values = values if values is not x else x.copy()
         values[failed] = 0.0  # rows that failed on NaN/Inf still hold NaN; zero them so the statistics stay quiet
     if values is not x:
-        vmax, vmin = values.max(axis=axes).astype(np.float64), values.min(axis=axes).astype(np.float64)
+        cmax, cmin, vmax, vmin = _extremes(values, t_axis)
 
     # 2-5, vectorised over the batch in the stream's own layout: per-channel extremes over time decide the
     # flat and empty channels, per-sample extremes the zeros and the saturation.
-    t_axis = TIME_AXIS[modality] + 1
     with np.errstate(all="ignore"):  # huge values overflow a range to inf: that is "not flat", which is right
-        cmax = values.max(axis=t_axis).reshape(n, -1).astype(np.float64)  # (B, C)
-        cmin = values.min(axis=t_axis).reshape(n, -1).astype(np.float64)
         flat = _flat_channels(modality, values, cmax - cmin, cfg.flat_std)
-        top = vmax.astype(values.dtype).reshape((n,) + (1,) * (values.ndim - 1))
-        at_max = np.count_nonzero(values == top, axis=axes) / values[0].size
+    at_max = _at_max_fraction(values, t_axis, cmax, vmax)
     n_chan = flat.shape[1]
     if modality in _ZERO_IS_BACKGROUND:
         empty = (cmax == 0.0) & (cmin == 0.0)  # a heatmap cell at zero in every frame: background, not frozen

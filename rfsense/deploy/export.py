@@ -196,6 +196,25 @@ def _export_graphs(model: nn.Module, fits: dict[str, OodFit], paths: dict[str, P
         whole.unlink(missing_ok=True)
 
 
+def graph_gflop(model: nn.Module) -> dict[str, float]:
+    """GFLOP per sample of each graph of an export (part -> GFLOP; torch's flop counter at batch 1, forward only):
+    each encoder on its own input, the fusion graph as the whole model less its encoders. The runtime sizes each
+    graph's thread pool by it (`rfsense.deploy.runtime`); users read what each sensor costs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    xs = model.example_inputs(batch=1)
+    out: dict[str, float] = {}
+    # grad mode stays on: the counter's module tracker needs it (forward only, nothing is kept)
+    for m, x in zip(MODALITIES, xs[:3], strict=True):
+        with FlopCounterMode(display=False) as fc:
+            model.encoders[m](x)
+        out[m] = fc.get_total_flops() / 1e9
+    with FlopCounterMode(display=False) as fc:
+        model(*xs)
+    out["fusion"] = max(fc.get_total_flops() / 1e9 - sum(out.values()), 0.0)
+    return {p: round(out[p], 6) for p in GRAPHS}
+
+
 def export_single_graph(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """The whole model as one graph (mmwave, wifi, rfid, present -> logits), the rfsense-onnx/1 layout.
 
@@ -431,9 +450,11 @@ def export_model(model: nn.Module, out: str | os.PathLike[str], name: str, train
             os.chmod(tmp[p], 0o644)  # temporaries are made 0600; these are ordinary shareable files
             os.replace(tmp[p], finals[p])
     n_classes = model.config.n_classes
+    flops = graph_gflop(model)
     return {
         "format": FORMAT,
-        "graphs": {p: {"file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size} for p, f in finals.items()},
+        "graphs": {p: {"file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size, "gflop_per_sample": flops[p]}
+                   for p, f in finals.items()},
         "inputs": input_specs(),
         "tokens": token_specs(model.config.n_tokens, model.config.d),
         "outputs": {"logits": {"shape": ["batch", n_classes], "dtype": "float32"},
@@ -589,7 +610,8 @@ def _export_int8(out: Path, manifest: dict[str, Any], test: Any, name: str) -> d
     }
     # fp32 parity does not carry over: int8 is judged by accuracy and agreement (reference notes §1.4).
     qman = dict(manifest, model_file=q["fusion"].name, size_bytes=size(q), quantization=to_data(report),
-                graphs={p: {"file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size} for p, f in q.items()},
+                graphs={p: {**manifest["graphs"][p], "file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size}
+                        for p, f in q.items()},
                 parity={"ok": None, "note": "int8: see quantization.top1_agreement and accuracy"})
     qman.pop("int8", None)
     write_manifest(manifest_path_for(q["fusion"]), qman)

@@ -163,6 +163,9 @@ def _validate_graphs(man: dict[str, Any], bad: Any) -> None:
         sha = entry.get("sha256")
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             raise bad(f"graphs.{part}.sha256 must be 64 hex digits; got {sha!r}")
+        gflop = entry.get("gflop_per_sample", 0.0)  # optional (exports before it lack it)
+        if isinstance(gflop, bool) or not isinstance(gflop, (int, float)) or not 0 <= gflop < float("inf"):
+            raise bad(f"graphs.{part}.gflop_per_sample must be a non-negative number; got {gflop!r}")
     tokens = man["tokens"]
     shape = tokens.get("shape") if isinstance(tokens, dict) else None
     if (not isinstance(shape, list) or len(shape) != 3 or shape[0] != "batch" or tokens.get("dtype") != "float32"

@@ -120,6 +120,8 @@ class Runtime:
         session: the fusion session (rfsense-onnx/2) or the single graph's (rfsense-onnx/1).
         token_shape: (n_tokens, d) of the encoders' tokens (rfsense-onnx/2; None for /1).
         parallel: whether `predict` runs the streams of a batch concurrently (see __init__).
+        graph_threads: part -> the intra-op threads its session got (None: onnxruntime's choice); graphs doing a
+            small share of the model's work run on one (`_graph_threads`).
         kernels: "compiled" once the compiled preprocessing kernels are ready (numba installed: they compile in a
             background thread when the model loads, ~3 s), else "numpy"; results are the same either way
             (`rfsense.data.preprocess.compiled`).
@@ -143,8 +145,9 @@ class Runtime:
             threads: onnxruntime intra-op threads per session; None lets onnxruntime choose (one per
                 physical core).
             parallel: in `predict`, run the streams of a batch (preprocessing, checks, encoder) concurrently
-                in a small thread pool, so one stream's preprocessing overlaps another's encoder; the result
-                is the same either way.
+                in a small thread pool (one thread per core at most, the stream with the costliest encoder
+                first), so one stream's preprocessing overlaps another's encoder; the result is the same either
+                way.
             kernels: "auto" compiles the preprocessing kernels in a background thread where numba is installed and
                 uses them once ready (`rfsense.data.preprocess.compiled`); "numpy" never does.
 
@@ -192,12 +195,17 @@ class Runtime:
         }
         self.token_shape: tuple[int, int] | None = tuple(self.manifest["tokens"]["shape"][1:]) if split else None  # type: ignore[assignment]
         self._files = {p: path for p, (path, _) in files.items()}
-        self.sessions = {p: make_session(blob, providers=providers, threads=threads, name=str(files[p][0]))
+        self.graph_threads = _graph_threads(self.manifest, threads) if split else {"model": threads}
+        self.sessions = {p: make_session(blob, providers=providers, threads=self.graph_threads[p], name=str(files[p][0]))
                          for p, blob in blobs.items()}
         self.session = self.sessions["fusion" if split else "model"]
         self.parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
-        self._workers = (threads or os.cpu_count() or 1) if parallel else 1  # for the WiFi filters of one batch
+        self._workers = (threads or _cores()) if parallel else 1  # for the WiFi filters of one batch
+        # Concurrent streams: one per core at most (more only make them take turns), the costliest first.
+        self._lanes = min(len(MODALITIES), _cores()) if parallel else 1
+        cost = {m: float(self.manifest["graphs"][m].get("gflop_per_sample", 0.0)) if split else 0.0 for m in MODALITIES}
+        self._order = sorted(MODALITIES, key=lambda m: -cost[m])
         # Compiled kernels (numba, where installed) build in the background; batches before then run numpy's.
         self._fast = kernels == "auto"
         if self._fast:
@@ -448,11 +456,11 @@ class Runtime:
         another's)."""
         given, unreadable = read_inputs(inputs)
         jobs = {m: (given.get(m), n, unreadable.get(m)) for m in MODALITIES}
-        busy = [m for m in MODALITIES if m in given]
-        if len(busy) < 2 or not self.parallel:
+        busy = [m for m in self._order if m in given]
+        if len(busy) < 2 or self._lanes < 2:
             return {m: self._modality(m, *job) for m, job in jobs.items()}
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=len(MODALITIES), thread_name_prefix="rfsense-runtime")
+            self._pool = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="rfsense-runtime")
         # The streams already share the cores: the WiFi filters run in their job's thread only.
         futures = {m: self._pool.submit(self._modality, m, *jobs.pop(m), 1) for m in busy}
         out = {m: self._modality(m, *job) for m, job in jobs.items()}  # absent or unreadable: nothing to compute
@@ -528,6 +536,29 @@ class Runtime:
                 top = [(int(c), self.class_names[c], float(probs[i, c])) for c in order]
                 out.append(Prediction(top, used, v, "ok", "; ".join(notes), probs=probs[i].copy()))
         return out
+
+
+# A graph doing less than this share of the largest graph's work per sample runs on one intra-op thread.
+_SMALL_GRAPH = 0.5
+
+
+def _graph_threads(manifest: dict[str, Any], threads: int | None) -> dict[str, int | None]:
+    """Intra-op threads per graph of an rfsense-onnx/2 export: `threads` for the graphs doing most of the work, one
+    for the small ones (by the manifest's ``gflop_per_sample``). Spreading a small graph's small operators over
+    threads costs more in wake-ups than it saves, and the runtime keeps the other cores busy with the other
+    streams: measured on 2 cores at batch 1, the edge model's fusion graph takes 0.6-0.8 ms on one thread and
+    0.8-1.0 ms on two, its mmWave and RFID encoders are no faster on two; at batch 32 the one-thread fusion graph
+    costs ~2 % of a prediction more. Exports without the counts keep `threads` everywhere."""
+    flops = {p: float(manifest["graphs"][p].get("gflop_per_sample", 0.0)) for p in GRAPHS}
+    top = max(flops.values())
+    if top <= 0:
+        return dict.fromkeys(GRAPHS, threads)
+    return {p: threads if flops[p] >= _SMALL_GRAPH * top else 1 for p in GRAPHS}
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _scatter(rows_values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:

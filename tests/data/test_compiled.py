@@ -65,6 +65,8 @@ def test_compiled_lowpass_is_sosfiltfilt_bit_for_bit(order, cutoff, t_len, dtype
     for workers in (1, 2):
         got = lowpass_filtfilt(x, order, cutoff, 200.0, workers=workers, fast=True)
         assert got.dtype == np.float64 and np.array_equal(got, want)
+        got = lowpass_filtfilt(x, order, cutoff, 200.0, workers=workers, fast=True, dtype=np.float32)
+        assert got.dtype == np.float32 and np.array_equal(got, want.astype(np.float32))
 
 
 def test_compiled_lowpass_leaves_short_and_nonfinite_rows_to_numpy():

@@ -67,6 +67,9 @@ def test_manifest_schema_and_parity(exported):
     for part, g in on_disk["graphs"].items():
         assert g["file"] == ("rfsense.onnx" if part == "fusion" else f"rfsense.{part}.onnx")
         assert g["sha256"] == hashlib.sha256((out / g["file"]).read_bytes()).hexdigest()
+        assert g["gflop_per_sample"] > 0  # torch's flop counter at export: the runtime sizes thread pools by it
+    int8 = json.loads((out / "rfsense-int8.json").read_text())["graphs"]
+    assert {p: g["gflop_per_sample"] for p, g in int8.items()} == {p: g["gflop_per_sample"] for p, g in on_disk["graphs"].items()}
     assert m["inputs"]["mmwave"]["shape"] == ["batch", 17, 256, 128] and m["inputs"]["present"]["dtype"] == "bool"
     assert m["outputs"]["logits"]["shape"] == ["batch", 55] and len(m["class_names"]) == 55
     assert m["tokens"]["shape"] == ["batch", m["run"]["model"]["n_tokens"], m["run"]["model"]["d"]]

@@ -119,8 +119,8 @@ def _compile(hampel_window: int) -> None:
                 # name: (function, signatures, fastmath); reassociation lets the sums vectorise, NaN still propagates
                 table = {"extend": (_odd_extension, ["float64[:, ::1](float32[:, ::1], int64)",
                                                      "float64[:, ::1](float64[:, ::1], int64)"], False),
-                         "sos": (_sos_pass, ["void(float64[:, ::1], float64[:, ::1], float64[:, ::1], boolean, "
-                                             "float64[:, ::1], int64)"], False),
+                         "sos": (_sos_pass, [f"void(float64[:, ::1], float64[:, ::1], float64[:, ::1], boolean, "
+                                             f"{out}[:, ::1], int64)" for out in ("float64", "float32")], False),
                          "moments": (_moments, ["void(float32[:, ::1], int64, float64[:, ::1])",
                                                 "void(float64[:, ::1], int64, float64[:, ::1])"], {"reassoc"})}
                 built = {}
@@ -253,8 +253,8 @@ def _odd_extension(x: np.ndarray, edge: int) -> np.ndarray:
 
 def sosfiltfilt(x: np.ndarray, sos: np.ndarray, zi: np.ndarray, edge: int, out: np.ndarray) -> None:
     """scipy's ``sosfiltfilt(sos, x, axis=-1)`` (odd padding of `edge` samples; zi = ``sosfilt_zi(sos)``) of finite
-    C-contiguous rows x (R, T), float32 or float64, with T > edge, into `out` float64 (R, T), bit-identical
-    (once `ready()`; `kernels.lowpass_filtfilt` hands it blocks of rows)."""
+    C-contiguous rows x (R, T), float32 or float64, with T > edge, into `out` (R, T), bit-identical: float64, or
+    float32 rounded once from it (once `ready()`; `kernels.lowpass_filtfilt` hands it blocks of rows)."""
     ext = _KERNELS["extend"](x, edge)
     _KERNELS["sos"](ext, sos, zi, False, out, edge)
     _KERNELS["sos"](ext, sos, zi, True, out, edge)
