@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_runtime.py                        # 2 threads, CPU
     .venv/bin/python benchmarks/bench_runtime.py --profile              # + where Runtime.predict spends its time
     .venv/bin/python benchmarks/bench_runtime.py --providers cuda       # the CUDA execution provider (on a GPU)
-    .venv/bin/python benchmarks/bench_runtime.py --before 5ed2982       # + the runtime of that commit, same inputs
+    .venv/bin/python benchmarks/bench_runtime.py --before 5ed2982       # + that commit's runtime and this tree's, alternating processes
     .venv/bin/python benchmarks/bench_runtime.py --results              # + its section of benchmarks/RESULTS.md
 
 An edge model (random weights, the pack's normalisation statistics; timing only) is exported twice: as the
@@ -113,15 +113,21 @@ def ort_options(path: Path, feeds: dict[str, np.ndarray], threads: int, repeats:
 
 
 _BEFORE = """
-import hashlib, json, statistics, sys, time
+import dataclasses, json, statistics, sys, time
 import numpy as np
+import onnxruntime as ort
 from rfsense.deploy import Runtime
-from rfsense.deploy.session import make_session
-d, reps, threads, PAUSE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+d, model, reps, threads, PAUSE = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 x1 = dict(np.load(d + "/raw1.npz"))
 feeds = dict(np.load(d + "/feeds1.npz"))
-rt = Runtime(d + "/single.onnx", providers="cpu", threads=threads)
-ref = make_session(d + "/single.onnx", providers="cpu", threads=threads)
+rt = Runtime(model, providers="cpu", threads=threads)
+if hasattr(rt, "wait_for_kernels"):
+    rt.wait_for_kernels()
+if getattr(rt, "plausibility", None) is not None:  # the whole path, as in the main run
+    rt.plausibility.config = dataclasses.replace(rt.plausibility.config, ood=False)
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = threads  # onnxruntime's defaults otherwise, as the main run's reference
+ref = ort.InferenceSession(d + "/single.onnx", opts, providers=["CPUExecutionProvider"])
 fns = {"onnx": lambda: ref.run(["logits"], feeds), "predict": lambda: rt.predict(x1)}
 t = {k: [] for k in fns}
 for f in fns.values():
@@ -136,28 +142,37 @@ print(json.dumps({k: [1e3 * statistics.median(v), 1e3 * min(v)] for k, v in t.it
 """
 
 
-def before(rev: str, folder: Path, manifest: dict, raw1: dict, feeds1: dict, threads: int, repeats: int) -> dict:
-    """The runtime of an earlier commit (one graph, rfsense-onnx/1) against the same bare graph, in a subprocess
-    that imports that commit's rfsense (git archive): its p50 and min of predict and of the bare call, in ms."""
+CURRENT = "this tree"
+
+
+def before(rev: str, folder: Path, manifest: dict, export: Path, raw1: dict, feeds1: dict, threads: int,
+           repeats: int) -> dict:
+    """The runtime of commit `rev` (or of this tree, rev = CURRENT) against the same bare graph, in a subprocess
+    that imports that rfsense (git archive): its p50 and min of predict and of the bare call, in ms. A commit that
+    reads rfsense-onnx/2 loads this run's export, an older one the single graph (rfsense-onnx/1)."""
     import hashlib
     import os
     import subprocess
 
-    src = folder / f"rfsense-{rev}"
-    src.mkdir()
     repo = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(["git", "archive", rev, "rfsense"], cwd=repo, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    src = repo if rev == CURRENT else folder / f"rfsense-{rev}"
+    if not (src / "rfsense").is_dir():
+        src.mkdir(exist_ok=True)
+        archive = subprocess.run(["git", "archive", rev, "rfsense"], cwd=repo, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     single = folder / "single.onnx"
-    v1 = {k: manifest[k] for k in ("inputs", "modalities", "class_names", "preprocessing", "health")}
-    v1.update(format="rfsense-onnx/1", model_file=single.name, sha256=hashlib.sha256(single.read_bytes()).hexdigest(),
-              outputs={"logits": manifest["outputs"]["logits"]})
-    (folder / "single.json").write_text(json.dumps(v1))
+    model = export
+    if "rfsense-onnx/2" not in (src / "rfsense/deploy/manifest.py").read_text():
+        v1 = {k: manifest[k] for k in ("inputs", "modalities", "class_names", "preprocessing", "health")}
+        v1.update(format="rfsense-onnx/1", model_file=single.name,
+                  sha256=hashlib.sha256(single.read_bytes()).hexdigest(), outputs={"logits": manifest["outputs"]["logits"]})
+        (folder / "single.json").write_text(json.dumps(v1))
+        model = single
     np.savez(folder / "raw1.npz", **raw1)
     np.savez(folder / "feeds1.npz", **feeds1)
     env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, "-c", _BEFORE, str(folder), str(repeats), str(threads), str(SPIN_PAUSE)], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", _BEFORE, str(folder), str(model), str(repeats), str(threads),
+                          str(SPIN_PAUSE)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -182,8 +197,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="synthetic data and pack (kept between runs)")
     ap.add_argument("--profile", action="store_true", help="print cProfile's top functions of predict at B=1 and B=32")
     ap.add_argument("--sequential", action="store_true", help="Runtime(parallel=False): streams one after another")
-    ap.add_argument("--before", metavar="REV", default=None,
-                    help="also time the runtime of git revision REV (one graph) against the same bare graph")
+    ap.add_argument("--before", metavar="REV", action="append", default=[],
+                    help="also time the runtime of git revision REV against the same bare graph, beside this tree in "
+                         "the same harness (repeatable)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the --before processes")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--results", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -313,6 +330,12 @@ def main(argv: list[str] | None = None) -> dict:
     ratio_legacy_min = best[(1, "runtime predict")] / best[(1, "onnx all-sensor graph, edge at 5ed2982")]
     ratio_wifi_min = best[(1, "runtime model, wifi only")] / best[(1, "runtime model")]
     notes = [
+        "every predict row runs the whole path (health checks, preprocessing, screens, the encoders of the streams "
+        "given, the fusion graph; checked before timing): the OOD thresholds are off, since with random weights they "
+        "mask every stream. Before 2026-12-01 they were on here and predict stopped after the encoders (no fusion "
+        "graph): the batch-1 predict rows of earlier runs are ~0.6-1.5 ms too low",
+        f"concurrent streams: {rt._lanes} (one per core); intra-op threads per graph {rt.graph_threads}; spinning "
+        f"sessions (the references) are followed by a {SPIN_PAUSE:g} s pause before the next row",
         f"preprocessing kernels: {kernels} ({_kernels_note()}); `numpy kernels` rows: the same runtime without them",
         f"device: {device}; {args.threads} threads; onnxruntime {ort.__version__}; load average {load:.1f} "
         f"on {os.cpu_count()} cores during the run (p50 shows the machine as it was; min approaches a quiet one)",
@@ -338,13 +361,24 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{ratio_legacy_min:.2f}x) (goal <= 1.5x); "
                 f"WiFi-only model {ratio_wifi:.2f}x all-sensor (min {ratio_wifi_min:.2f}x; goal <= 0.35x)")
     options = ort_options(tmp / "single.onnx", {**feeds1, "present": all1}, args.threads, max(10, args.repeats // 2))
-    if args.before:
-        old = before(args.before, tmp, rt.manifest, x1, {**feeds1, "present": all1}, args.threads, args.repeats)
-        ratio_old = old["predict"][0] / old["onnx"][0]
-        notes.append(f"before: the runtime at {args.before} (one graph, former checks and kernels), same inputs, "
-                     f"separate process: predict {old['predict'][0]:.2f} ms p50 (min {old['predict'][1]:.2f}) = "
-                     f"{ratio_old:.2f}x its bare call {old['onnx'][0]:.2f} ms (min ratio "
-                     f"{old['predict'][1] / old['onnx'][1]:.2f}x); now {ratio_rt:.2f}x (min {ratio_rt_min:.2f}x)")
+    # Before/after in one harness: each revision and this tree in its own process, alternating, so the load on the
+    # machine at the time hits them alike; the ratios are each process's predict over its own bare call.
+    olds: dict[str, list[dict]] = {}
+    for _ in range(args.rounds if args.before else 0):
+        for rev in [*args.before, CURRENT]:
+            olds.setdefault(rev, []).append(before(rev, tmp, rt.manifest, path, x1, {**feeds1, "present": all1},
+                                                   args.threads, args.repeats))
+    harness = []
+    for rev, runs in olds.items():
+        p50s = [r["predict"][0] / r["onnx"][0] for r in runs]
+        mins = [r["predict"][1] / r["onnx"][1] for r in runs]
+        harness.append(f"{rev} {statistics.median(p50s):.2f}x (min {statistics.median(mins):.2f}x)")
+        notes.append(f"same harness, {len(runs)} alternating processes: the runtime at {rev}: predict "
+                     f"{statistics.median(r['predict'][0] for r in runs):.2f} ms p50 = "
+                     f"{statistics.median(p50s):.2f}x its bare call (runs {', '.join(f'{v:.2f}' for v in p50s)}), "
+                     f"by the minima {statistics.median(mins):.2f}x (runs {', '.join(f'{v:.2f}' for v in mins)})")
+    if harness:
+        headline += "; same harness, alternating processes, B=1: " + ", ".join(harness)
     opt_table = ["| onnxruntime session options (all-sensor graph, batch 1) | p50 ms |", "|---|---:|"]
     opt_table += [f"| {k} | {v:.2f} |" for k, v in options.items()]
     print("\n".join(table))
@@ -358,7 +392,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"p50_ms": {f"b{b} {n}": v for (b, n), v in p50.items()},
               "min_ms": {f"b{b} {n}": v for (b, n), v in best.items()}, "load_average": load,
               "gflop": gflop, "matmul_peak_gflops": peak, "ort_options_p50_ms": options,
-              "before": old if args.before else None,
+              "before": olds,
               "ratios": {"runtime_b1": ratio_rt, "runtime_b32": ratio_rt32, "wifi_model": ratio_wifi,
                          "wifi_end_to_end": ratio_wifi_e2e, "overhead_b1": overhead}, "device": device,
               "headline": headline}

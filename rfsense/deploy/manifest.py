@@ -6,8 +6,10 @@ quality settings training used, and where the model came from (run, metrics, par
 - rfsense-onnx/2 (written today): ``graphs`` lists every graph file with its own sha256, all checked before
   anything runs: ``fusion`` is `X.onnx` itself (inputs ``tokens_<modality>`` and ``present``, output
   ``logits``) and each modality has an encoder graph `X.<modality>.onnx` (input ``<modality>``, outputs
-  ``tokens`` and ``ood``), so a runtime runs only the encoders of the sensors a batch has. ``tokens`` gives
-  the token shape, ``plausibility`` the statistics and thresholds of `rfsense.deploy.plausibility`.
+  ``tokens`` and ``ood``), so a runtime runs only the encoders of the sensors a batch has; each graph's
+  optional ``gflop_per_sample`` (written since 2026-12-01) is its work per sample, by which the runtime sizes
+  its thread pool. ``tokens`` gives the token shape, ``plausibility`` the statistics and thresholds of
+  `rfsense.deploy.plausibility`.
 - rfsense-onnx/1 (still read): one graph `X.onnx` (inputs ``mmwave``, ``wifi``, ``rfid``, ``present``; output
   ``logits``) and its ``sha256``; no plausibility section, no OOD score.
 """

@@ -195,7 +195,8 @@ class Runtime:
         }
         self.token_shape: tuple[int, int] | None = tuple(self.manifest["tokens"]["shape"][1:]) if split else None  # type: ignore[assignment]
         self._files = {p: path for p, (path, _) in files.items()}
-        self.graph_threads = _graph_threads(self.manifest, threads) if split else {"model": threads}
+        flops = _graph_gflop(self.manifest) if split else {}
+        self.graph_threads = _graph_threads(flops, threads) if split else {"model": threads}
         self.sessions = {p: make_session(blob, providers=providers, threads=self.graph_threads[p], name=str(files[p][0]))
                          for p, blob in blobs.items()}
         self.session = self.sessions["fusion" if split else "model"]
@@ -204,8 +205,7 @@ class Runtime:
         self._workers = (threads or _cores()) if parallel else 1  # for the WiFi filters of one batch
         # Concurrent streams: one per core at most (more only make them take turns), the costliest first.
         self._lanes = min(len(MODALITIES), _cores()) if parallel else 1
-        cost = {m: float(self.manifest["graphs"][m].get("gflop_per_sample", 0.0)) if split else 0.0 for m in MODALITIES}
-        self._order = sorted(MODALITIES, key=lambda m: -cost[m])
+        self._order = sorted(MODALITIES, key=lambda m: -flops.get(m, 0.0))
         # Compiled kernels (numba, where installed) build in the background; batches before then run numpy's.
         self._fast = kernels == "auto"
         if self._fast:
@@ -542,14 +542,18 @@ class Runtime:
 _SMALL_GRAPH = 0.5
 
 
-def _graph_threads(manifest: dict[str, Any], threads: int | None) -> dict[str, int | None]:
+def _graph_gflop(manifest: dict[str, Any]) -> dict[str, float]:
+    """Each graph's GFLOP per sample from an rfsense-onnx/2 manifest (0 where an older export lacks the count)."""
+    return {p: float(manifest["graphs"][p].get("gflop_per_sample", 0.0)) for p in GRAPHS}
+
+
+def _graph_threads(flops: dict[str, float], threads: int | None) -> dict[str, int | None]:
     """Intra-op threads per graph of an rfsense-onnx/2 export: `threads` for the graphs doing most of the work, one
-    for the small ones (by the manifest's ``gflop_per_sample``). Spreading a small graph's small operators over
+    for the small ones (by their GFLOP per sample, `_graph_gflop`). Spreading a small graph's small operators over
     threads costs more in wake-ups than it saves, and the runtime keeps the other cores busy with the other
     streams: measured on 2 cores at batch 1, the edge model's fusion graph takes 0.6-0.8 ms on one thread and
     0.8-1.0 ms on two, its mmWave and RFID encoders are no faster on two; at batch 32 the one-thread fusion graph
     costs ~2 % of a prediction more. Exports without the counts keep `threads` everywhere."""
-    flops = {p: float(manifest["graphs"][p].get("gflop_per_sample", 0.0)) for p in GRAPHS}
     top = max(flops.values())
     if top <= 0:
         return dict.fromkeys(GRAPHS, threads)

@@ -10,7 +10,7 @@ import pytest
 
 from rfsense.deploy import Runtime
 from rfsense.deploy.manifest import GRAPHS, read_manifest
-from rfsense.deploy.runtime import _graph_threads
+from rfsense.deploy.runtime import _graph_gflop, _graph_threads
 from rfsense.errors import ModelFileError
 
 # the edge model's graphs (rfsense export on the quick start): the WiFi encoder does most of the work
@@ -23,17 +23,17 @@ def _manifest(flops: dict[str, float] | None) -> dict:
 
 @pytest.mark.parametrize("threads", [2, 4, None])
 def test_small_graphs_run_on_one_thread(threads):
-    got = _graph_threads(_manifest(EDGE), threads)
+    got = _graph_threads(_graph_gflop(_manifest(EDGE)), threads)
     assert got == {"fusion": 1, "mmwave": 1, "wifi": threads, "rfid": 1}
 
 
 def test_graphs_of_similar_cost_keep_the_threads_asked_for():
-    assert _graph_threads(_manifest({"fusion": 0.01, "mmwave": 0.2, "wifi": 0.15, "rfid": 0.02}), 2) == \
+    assert _graph_threads(_graph_gflop(_manifest({"fusion": 0.01, "mmwave": 0.2, "wifi": 0.15, "rfid": 0.02})), 2) == \
         {"fusion": 1, "mmwave": 2, "wifi": 2, "rfid": 1}
 
 
 def test_an_export_without_counts_keeps_the_threads_asked_for():
-    assert _graph_threads(_manifest(None), 3) == dict.fromkeys(GRAPHS, 3)
+    assert _graph_threads(_graph_gflop(_manifest(None)), 3) == dict.fromkeys(GRAPHS, 3)
 
 
 def test_runtime_sessions_get_the_chosen_threads_and_answer_the_same(toy_model, streams):
