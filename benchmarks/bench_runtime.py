@@ -145,11 +145,11 @@ print(json.dumps({k: [1e3 * statistics.median(v), 1e3 * min(v)] for k, v in t.it
 CURRENT = "this tree"
 
 
-def before(rev: str, folder: Path, manifest: dict, export: Path, raw1: dict, feeds1: dict, threads: int,
-           repeats: int) -> dict:
+def before(rev: str, folder: Path, manifest: dict, export: Path, threads: int, repeats: int) -> dict:
     """The runtime of commit `rev` (or of this tree, rev = CURRENT) against the same bare graph, in a subprocess
-    that imports that rfsense (git archive): its p50 and min of predict and of the bare call, in ms. A commit that
-    reads rfsense-onnx/2 loads this run's export, an older one the single graph (rfsense-onnx/1)."""
+    that imports that rfsense (git archive) and reads the inputs main wrote into `folder` (raw1.npz, feeds1.npz):
+    its p50 and min of predict and of the bare call, in ms. A commit that reads rfsense-onnx/2 loads this run's
+    export, an older one the single graph (rfsense-onnx/1)."""
     import hashlib
     import os
     import subprocess
@@ -168,8 +168,6 @@ def before(rev: str, folder: Path, manifest: dict, export: Path, raw1: dict, fee
                   sha256=hashlib.sha256(single.read_bytes()).hexdigest(), outputs={"logits": manifest["outputs"]["logits"]})
         (folder / "single.json").write_text(json.dumps(v1))
         model = single
-    np.savez(folder / "raw1.npz", **raw1)
-    np.savez(folder / "feeds1.npz", **feeds1)
     env = {**os.environ, "PYTHONPATH": str(src)}
     out = subprocess.run([sys.executable, "-c", _BEFORE, str(folder), str(model), str(repeats), str(threads),
                           str(SPIN_PAUSE)], env=env, capture_output=True, text=True, check=True)
@@ -364,10 +362,12 @@ def main(argv: list[str] | None = None) -> dict:
     # Before/after in one harness: each revision and this tree in its own process, alternating, so the load on the
     # machine at the time hits them alike; the ratios are each process's predict over its own bare call.
     olds: dict[str, list[dict]] = {}
+    if args.before:
+        np.savez(tmp / "raw1.npz", **x1)
+        np.savez(tmp / "feeds1.npz", **feeds1, present=all1)
     for _ in range(args.rounds if args.before else 0):
         for rev in [*args.before, CURRENT]:
-            olds.setdefault(rev, []).append(before(rev, tmp, rt.manifest, path, x1, {**feeds1, "present": all1},
-                                                   args.threads, args.repeats))
+            olds.setdefault(rev, []).append(before(rev, tmp, rt.manifest, path, args.threads, args.repeats))
     harness = []
     for rev, runs in olds.items():
         p50s = [r["predict"][0] / r["onnx"][0] for r in runs]

@@ -9,6 +9,7 @@ form (tests/data/test_preprocess.py, tests/data/test_kernels.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,7 +76,7 @@ def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1, fas
         return x.astype(np.float32)
     k = half_window
     t_len = x.shape[-1]
-    n = int(np.prod(x.shape[:-1]))
+    n = math.prod(x.shape[:-1])  # np.prod on a tuple costs ~20 us per call here
     out = np.empty((n, t_len), np.float32)
     if fast and compiled.hampel_ready(k) and x.dtype in (np.float32, np.float64) and _finite(x, np.float32):
         # NaN/Inf (also after the float32 cast) keep numpy's min/max semantics on the path below
@@ -171,8 +172,6 @@ def butter_lowpass(order: int, cutoff: float, fs: float) -> np.ndarray:
     if key not in _SOS_CACHE:
         _SOS_CACHE[key] = signal.butter(order, cutoff, btype="low", fs=fs, output="sos")
     return _SOS_CACHE[key]
-
-
 
 
 _PAD_CACHE: dict[tuple[int, float, float], tuple[np.ndarray, int]] = {}
