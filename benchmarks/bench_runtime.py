@@ -9,14 +9,16 @@
 An edge model (random weights, the pack's normalisation statistics; timing only) is exported twice: as the
 rfsense-onnx/2 graphs the runtime loads, and as one all-sensor graph (`export_single_graph`, the layout
 before per-modality graphs), the reference of every ratio. Inputs are raw synthetic test samples (the files
-the generator writes), tiled to batch 32. Rows, timed interleaved round-robin so load from other processes
-hits all alike (p50 over --repeats), each timed call right after an untimed one of the same row (the steady
-state of a process serving that call, not the caches and idle threads another row left behind):
+the generator writes), tiled to batch 32. Rows, timed interleaved (each round in a new shuffled order) so load
+from other processes hits all alike (p50 over --repeats), each timed call right after an untimed one of the same
+row (the steady state of a process serving that call, not the caches and idle threads another row left behind):
 
 - `onnx all-sensor graph`: the reference, one session.run of the single graph on preprocessed inputs;
 - `runtime predict`: `Runtime.predict` on raw streams (health, plausibility, preprocessing, ONNX, softmax),
   with the compiled preprocessing kernels where numba is installed (the `fast` extra; waited for before timing);
 - `... numpy kernels`: the same runtime with `kernels="numpy"` (an install without numba);
+- `... precomputed`: the same `predict` with the preprocessing, or the checks, preprocessing and screens, replaced by
+  their outputs (`precomputed_runtime`): how much of predict's time each part takes, and what is left without them;
 - `checks + preprocessing`: `check`, `prepare`, `screen` alone, one stream after another (the CPU time they
   cost; `predict` runs the streams concurrently); `runtime model`: `Runtime.logits` alone;
 - `sessions spinning`: the runtime with onnxruntime's default of intra-op threads spinning between runs (the
@@ -142,6 +144,33 @@ print(json.dumps({k: [1e3 * statistics.median(v), 1e3 * min(v)] for k, v in t.it
 """
 
 
+def precomputed_runtime(path: Path, x1: dict, rt, stages: str, **kwargs):
+    """A Runtime whose `predict` on x1 skips `stages` ("preprocessing", or "checks, preprocessing and screens"):
+    each is replaced by what `rt` computed for x1 once; everything else runs as in `Runtime.predict`. Timing
+    only: it answers for x1 alone."""
+    from rfsense.deploy import Runtime
+    from rfsense.deploy.health import check_stream
+
+    checked = {m: check_stream(m, x1[m], len(x1[m]), rt.health) for m in MODALITIES}
+    feeds = {m: rt.prepare(m, checked[m][0]) for m in MODALITIES}
+    flags = {m: rt.screen(m, feeds[m]) for m in MODALITIES}
+
+    class Precomputed(Runtime):
+        def prepare(self, modality, raw, workers=None):
+            return feeds[modality]
+
+        def _modality(self, m, arr, n, unreadable, workers=None):
+            if stages == "preprocessing":
+                return super()._modality(m, arr, n, unreadable, workers)
+            tokens, ood = self.encode(m, feeds[m])
+            return checked[m][1], checked[m][2], feeds[m], flags[m], tokens, ood
+
+    out = Precomputed(path, **kwargs)
+    out.wait_for_kernels()
+    out.plausibility.config = rt.plausibility.config
+    return out
+
+
 CURRENT = "this tree"
 
 
@@ -256,6 +285,11 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"bench_runtime: predict does not run the whole path ({got.status}: {got.reason})")
     x32 = {m: np.resize(v, (32, *v.shape[1:])) for m, v in raw.items()}
     feeds1 = {m: rt.prepare(m, x1[m]) for m in MODALITIES}
+    # Where predict's time goes beyond the model: the same runtime with stages replaced by their outputs.
+    no_prep = precomputed_runtime(path, x1, rt, stages="preprocessing", providers=args.providers, threads=args.threads,
+                           parallel=not args.sequential)
+    model_only = precomputed_runtime(path, x1, rt, stages="checks, preprocessing and screens", providers=args.providers,
+                              threads=args.threads, parallel=not args.sequential)
     feeds32 = {m: rt.prepare(m, x32[m]) for m in MODALITIES}
     all1, all32 = np.ones((1, 3), bool), np.ones((32, 3), bool)
     wifi1 = np.array([[False, True, False]])
@@ -278,6 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
         "runtime predict": lambda: rt.predict(x1),
         "runtime predict, sessions spinning": lambda: rt_spin.predict(x1),
         "runtime predict, numpy kernels": lambda: rt_numpy.predict(x1),
+        "runtime predict, preprocessing precomputed": lambda: no_prep.predict(x1),
+        "runtime predict, checks, preprocessing and screens precomputed": lambda: model_only.predict(x1),
         "checks + preprocessing": lambda: checks(x1),
         "checks + preprocessing, numpy kernels": lambda: checks(x1, rt_numpy),
         "runtime model": lambda: rt.logits(feeds1, all1),
@@ -295,18 +331,21 @@ def main(argv: list[str] | None = None) -> dict:
     }
     peak = matmul_peak_gflops()
     times: dict[tuple[int, str], list[float]] = {}
+    shuffle = np.random.default_rng(0)
     for batch, rows, reps in ((1, rows_b1, args.repeats), (32, rows_b32, max(3, args.repeats // 4))):
         for fn in rows.values():  # warm-up: allocations, thread pools, caches
             fn()
         for _ in range(reps):
-            for name, fn in rows.items():
+            for name in shuffle.permutation(list(rows)).tolist():  # a fixed order made each row pay for its neighbour
+                fn = rows[name]
                 fn()  # untimed: the timed call below finds this row's caches and threads as a serving process would
                 times.setdefault((batch, name), []).append(_timed(fn))
                 if name in SPINNING_ROWS:
                     time.sleep(SPIN_PAUSE)
     peak = max(peak, matmul_peak_gflops())  # again after the load: the better of the two
-    p50 = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    best = {k: 1e3 * min(v) for k, v in times.items()}
+    order = [(1, n) for n in rows_b1] + [(32, n) for n in rows_b32]  # the table in the rows' order, not the timing's
+    p50 = {k: 1e3 * statistics.median(times[k]) for k in order}
+    best = {k: 1e3 * min(times[k]) for k in order}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gflop = graph_gflop(model)
     gflop["all"] = sum(gflop.values())
@@ -325,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratio_wifi_e2e = p50[(1, "runtime predict, wifi only")] / p50[(1, "runtime predict")]
     overhead = p50[(1, "checks + preprocessing")] / p50[(1, "runtime model")]
     ratio_rt_min = best[(1, "runtime predict")] / bbase1
+    floor = p50[(1, "runtime predict, checks, preprocessing and screens precomputed")] / base1
     ratio_legacy_min = best[(1, "runtime predict")] / best[(1, "onnx all-sensor graph, edge at 5ed2982")]
     ratio_wifi_min = best[(1, "runtime model, wifi only")] / best[(1, "runtime model")]
     notes = [
@@ -343,6 +383,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"{achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of it",
         f"ORT vs PyTorch eager, batch 1: {p50[(1, 'pytorch eager')] / base1:.1f}x faster",
         f"checks + preprocessing / runtime model, batch 1: {overhead:.2f} (goal <= 0.5)",
+        f"where predict's time goes at batch 1 (p50 / the all-sensor graph): everything {ratio_rt:.2f}x; with the "
+        f"preprocessing precomputed {p50[(1, 'runtime predict, preprocessing precomputed')] / base1:.2f}x; with the "
+        f"checks, preprocessing and screens precomputed (the encoder and fusion graphs, the threads and the "
+        f"bookkeeping) {floor:.2f}x",
         f"runtime predict / all-sensor graph: batch 1 {ratio_rt:.2f}x (min {ratio_rt_min:.2f}x), batch 32 "
         f"{ratio_rt32:.2f}x (goal <= 1.5x)",
         f"runtime predict / the edge graph at 5ed2982 (raw front ends, the issue's reference): batch 1 "
@@ -357,6 +401,7 @@ def main(argv: list[str] | None = None) -> dict:
     headline = (f"runtime B=1 {ratio_rt:.2f}x the bare all-sensor ONNX call of today's edge graph (min "
                 f"{ratio_rt_min:.2f}x), {ratio_legacy:.2f}x that of the edge graph at 5ed2982 (min "
                 f"{ratio_legacy_min:.2f}x) (goal <= 1.5x); "
+                f"the model part of predict alone {floor:.2f}x; "
                 f"WiFi-only model {ratio_wifi:.2f}x all-sensor (min {ratio_wifi_min:.2f}x; goal <= 0.35x)")
     options = ort_options(tmp / "single.onnx", {**feeds1, "present": all1}, args.threads, max(10, args.repeats // 2))
     # Before/after in one harness: each revision and this tree in its own process, alternating, so the load on the

@@ -10,7 +10,7 @@ import pytest
 
 from rfsense.deploy import Runtime
 from rfsense.deploy.manifest import GRAPHS, read_manifest
-from rfsense.deploy.runtime import _graph_gflop, _graph_threads
+from rfsense.deploy.runtime import _graph_gflop, _graph_threads, _stream_order
 from rfsense.errors import ModelFileError
 
 # the edge model's graphs (rfsense export on the quick start): the WiFi encoder does most of the work
@@ -32,6 +32,12 @@ def test_graphs_of_similar_cost_keep_the_threads_asked_for():
         {"fusion": 1, "mmwave": 2, "wifi": 2, "rfid": 1}
 
 
+def test_streams_start_costliest_encoder_first_then_largest_first():
+    assert _stream_order(EDGE) == ["wifi", "mmwave", "rfid"]  # rfid's encoder does more than mmwave's, but is tiny
+    assert _stream_order({"fusion": 0.1, "mmwave": 0.2, "wifi": 0.1, "rfid": 0.3}) == ["rfid", "mmwave", "wifi"]
+    assert _stream_order({}) == ["mmwave", "wifi", "rfid"]  # an export without counts: by size alone
+
+
 def test_an_export_without_counts_keeps_the_threads_asked_for():
     assert _graph_threads(_graph_gflop(_manifest(None)), 3) == dict.fromkeys(GRAPHS, 3)
 
@@ -43,7 +49,7 @@ def test_runtime_sessions_get_the_chosen_threads_and_answer_the_same(toy_model, 
     toy_model.manifest_path.write_text(json.dumps(man))
     counted = Runtime(toy_model.path, providers="cpu", threads=2)
     assert counted.graph_threads == {"fusion": 1, "mmwave": 1, "wifi": 2, "rfid": 1}
-    assert counted._order[0] == "wifi"  # the costliest encoder's stream starts first
+    assert counted._order == ["wifi", "mmwave", "rfid"]  # the costliest encoder first, then the largest stream
     man["graphs"] = {p: {k: v for k, v in g.items() if k != "gflop_per_sample"} for p, g in man["graphs"].items()}
     toy_model.manifest_path.write_text(json.dumps(man))
     plain = Runtime(toy_model.path, providers="cpu", threads=2, parallel=False)
