@@ -26,6 +26,8 @@ row (the steady state of a process serving that call, not the caches and idle th
 - `... wifi only`: the same with only the WiFi stream (the mmWave and RFID encoders are not run);
 - `pytorch eager`: the model's forward on the same inputs (torch threads = --threads).
 
+Then a timeline of the stages inside `predict` at batch 1 (`stage_timeline`: start, end and duration of each
+modality's check, preprocessing (the WiFi filters apart), screen and encoder, and of the fusion graph).
 Beside them: a float32 matmul peak (numpy, GFLOP/s) measured in the same run, and the edge model's GFLOP
 per sample (torch's flop counter), so the graph's p50 reads as a fraction of the machine's peak.
 The headline (printed last): runtime B=1 / bare graph (goal <= 1.5x) and WiFi-only / all-sensor (goal <= 0.35x).
@@ -203,6 +205,54 @@ def before(rev: str, folder: Path, manifest: dict, export: Path, threads: int, r
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def stage_timeline(rt, x1: dict, n: int) -> list[tuple[str, float, float, float]]:
+    """Each stage of `rt.predict(x1)` as it runs inside predict: (stage, start, end, duration), medians in ms from
+    the start of predict over n calls. The stages are wrapped on this runtime (and the health check and WiFi filters
+    in their modules, restored after); each timed call follows an untimed one, as in the main table."""
+    import threading
+
+    import rfsense.data.preprocess.pipeline as pipeline
+    import rfsense.deploy.runtime as runtime_module
+
+    log: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+
+    def wrap(fn, label):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            with lock:
+                log.append((label(a), t0, time.perf_counter()))
+            return out
+        return timed
+
+    patched = [(runtime_module, "check_stream"), (pipeline, "hampel"), (pipeline, "lowpass_filtfilt")]
+    saved = [getattr(mod, name) for mod, name in patched]
+    runtime_module.check_stream = wrap(saved[0], lambda a: f"{a[0]} check")
+    pipeline.hampel = wrap(saved[1], lambda a: "wifi Hampel filter")
+    pipeline.lowpass_filtfilt = wrap(saved[2], lambda a: "wifi low-pass")
+    for name in ("prepare", "screen", "encode"):
+        setattr(rt, name, wrap(getattr(rt, name), lambda a, name=name: f"{a[0]} {name}"))
+    rt.fuse = wrap(rt.fuse, lambda a: "fusion graph")
+    spans: dict[str, list[tuple[float, float]]] = {}
+    try:
+        for _ in range(n):
+            rt.predict(x1)
+            log.clear()
+            t = time.perf_counter()
+            rt.predict(x1)
+            for label, a, b in log:
+                spans.setdefault(label, []).append((1e3 * (a - t), 1e3 * (b - t)))
+    finally:
+        for (mod, name), fn in zip(patched, saved, strict=True):
+            setattr(mod, name, fn)
+        for name in ("prepare", "screen", "encode", "fuse"):
+            del rt.__dict__[name]
+    rows = [(label, statistics.median(a for a, _ in v), statistics.median(b for _, b in v),
+             statistics.median(b - a for a, b in v)) for label, v in spans.items()]
+    return sorted(rows, key=lambda r: r[1])
+
+
 def _profile(fn, n: int, top: int = 14) -> str:
     prof = cProfile.Profile()
     prof.enable()
@@ -343,6 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if name in SPINNING_ROWS:
                     time.sleep(SPIN_PAUSE)
     peak = max(peak, matmul_peak_gflops())  # again after the load: the better of the two
+    timeline = stage_timeline(rt, x1, args.repeats)
     order = [(1, n) for n in rows_b1] + [(32, n) for n in rows_b32]  # the table in the rows' order, not the timing's
     p50 = {k: 1e3 * statistics.median(times[k]) for k in order}
     best = {k: 1e3 * min(times[k]) for k in order}
@@ -397,6 +448,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"{ratio_wifi_e2e:.2f}x (goal <= 0.35x); wifi-only model / the single all-sensor graph "
         f"{p50[(1, 'runtime model, wifi only')] / base1:.2f}x",
     ]
+    span = {label: dur for label, _, _, dur in timeline}
+    chain = ["wifi prepare", "wifi encode", "fusion graph"]
+    notes.append(f"the WiFi chain inside predict (its preprocessing, encoder and the fusion graph; stage timeline "
+                 f"below, p50 per stage): {sum(span[c] for c in chain):.2f} ms = "
+                 f"{sum(span[c] for c in chain) / base1:.2f}x the bare all-sensor call before its check and screen")
     ratio_legacy = p50[(1, "runtime predict")] / p50[(1, "onnx all-sensor graph, edge at 5ed2982")]
     headline = (f"runtime B=1 {ratio_rt:.2f}x the bare all-sensor ONNX call of today's edge graph (min "
                 f"{ratio_rt_min:.2f}x), {ratio_legacy:.2f}x that of the edge graph at 5ed2982 (min "
@@ -424,9 +480,13 @@ def main(argv: list[str] | None = None) -> dict:
                      f"by the minima {statistics.median(mins):.2f}x (runs {', '.join(f'{v:.2f}' for v in mins)})")
     if harness:
         headline += "; same harness, alternating processes, B=1: " + ", ".join(harness)
+    time_table = [f"| stage inside predict, batch 1 (median over {args.repeats} calls) | start ms | end ms | ms |",
+                  "|---|---:|---:|---:|"]
+    time_table += [f"| {label} | {a:.2f} | {b:.2f} | {d:.2f} |" for label, a, b, d in timeline]
     opt_table = ["| onnxruntime session options (all-sensor graph, batch 1) | p50 ms |", "|---|---:|"]
     opt_table += [f"| {k} | {v:.2f} |" for k, v in options.items()]
     print("\n".join(table))
+    print("\n".join(time_table))
     print("\n".join(opt_table))
     print("\n".join(notes))
     profiles = ""
@@ -435,6 +495,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"Runtime.predict, batch 32 (x3):\n{_profile(rows_b32['runtime predict'], 3)}")
         print(profiles)
     result = {"p50_ms": {f"b{b} {n}": v for (b, n), v in p50.items()},
+              "timeline_ms": {label: {"start": a, "end": b, "duration": d} for label, a, b, d in timeline},
               "min_ms": {f"b{b} {n}": v for (b, n), v in best.items()}, "load_average": load,
               "gflop": gflop, "matmul_peak_gflops": peak, "ort_options_p50_ms": options,
               "before": olds,
@@ -446,7 +507,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.json.write_text(json.dumps(result, indent=2))
     if args.results:
         body = (f"## Deployed runtime\n\n`python benchmarks/bench_runtime.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n\n{machine_line()}\n\n"
-                + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n" + "\n".join(opt_table)
+                + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n" + "\n".join(time_table)
+                + "\n\n" + "\n".join(opt_table)
                 + f"\n\nheadline: {headline}\n")
         write_section("runtime", body)
     print(headline)

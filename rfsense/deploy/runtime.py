@@ -566,8 +566,8 @@ def _stream_order(flops: dict[str, float]) -> list[str]:
     to encoder, is the longest), then the others by values per sample, largest first. Their checks and
     preprocessing grow with their size; the smallest stream's work, mostly Python, then overlaps the long encoder
     rather than the first stream's checks, where the two threads took turns at the GIL (measured at batch 1 on 2
-    cores, rows in shuffled order: wifi, mmwave, rfid 7.4 ms p50 (6.1 min) against 9.0 (6.6) for wifi, rfid,
-    mmwave, the order by encoder work alone)."""
+    cores, both orders in one process, rows shuffled: predict 2-17 % faster by p50 in three runs than wifi, rfid,
+    mmwave, the order by encoder work alone; within the noise in bench_runtime's alternating processes)."""
     size = {m: math.prod(SHAPES[m]) for m in MODALITIES}
     first = max(MODALITIES, key=lambda m: (flops.get(m, 0.0), size[m]))
     return [first, *sorted((m for m in MODALITIES if m != first), key=lambda m: -size[m])]
