@@ -336,10 +336,9 @@ def main(argv: list[str] | None = None) -> dict:
     x32 = {m: np.resize(v, (32, *v.shape[1:])) for m, v in raw.items()}
     feeds1 = {m: rt.prepare(m, x1[m]) for m in MODALITIES}
     # Where predict's time goes beyond the model: the same runtime with stages replaced by their outputs.
-    no_prep = precomputed_runtime(path, x1, rt, stages="preprocessing", providers=args.providers, threads=args.threads,
-                           parallel=not args.sequential)
-    model_only = precomputed_runtime(path, x1, rt, stages="checks, preprocessing and screens", providers=args.providers,
-                              threads=args.threads, parallel=not args.sequential)
+    same = {"providers": args.providers, "threads": args.threads, "parallel": not args.sequential}
+    no_prep = precomputed_runtime(path, x1, rt, stages="preprocessing", **same)
+    model_only = precomputed_runtime(path, x1, rt, stages="checks, preprocessing and screens", **same)
     feeds32 = {m: rt.prepare(m, x32[m]) for m in MODALITIES}
     all1, all32 = np.ones((1, 3), bool), np.ones((32, 3), bool)
     wifi1 = np.array([[False, True, False]])
