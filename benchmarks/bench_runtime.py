@@ -157,17 +157,16 @@ def precomputed_runtime(path: Path, x1: dict, rt, stages: str, **kwargs):
     feeds = {m: rt.prepare(m, checked[m][0]) for m in MODALITIES}
     flags = {m: rt.screen(m, feeds[m]) for m in MODALITIES}
 
-    class Precomputed(Runtime):
+    class NoPreprocessing(Runtime):
         def prepare(self, modality, raw, workers=None):
             return feeds[modality]
 
+    class ModelOnly(Runtime):
         def _modality(self, m, arr, n, unreadable, workers=None):
-            if stages == "preprocessing":
-                return super()._modality(m, arr, n, unreadable, workers)
             tokens, ood = self.encode(m, feeds[m])
             return checked[m][1], checked[m][2], feeds[m], flags[m], tokens, ood
 
-    out = Precomputed(path, **kwargs)
+    out = (NoPreprocessing if stages == "preprocessing" else ModelOnly)(path, **kwargs)
     out.wait_for_kernels()
     out.plausibility.config = rt.plausibility.config
     return out

@@ -196,6 +196,11 @@ def _export_graphs(model: nn.Module, fits: dict[str, OodFit], paths: dict[str, P
         whole.unlink(missing_ok=True)
 
 
+def _graph_entry(f: Path) -> dict[str, Any]:
+    """A graph file's entry in the manifest's ``graphs``: its name, sha256 and size."""
+    return {"file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size}
+
+
 def graph_gflop(model: nn.Module) -> dict[str, float]:
     """GFLOP per sample of each graph of an export (part -> GFLOP; torch's flop counter at batch 1, forward only):
     each encoder on its own input, the fusion graph as the whole model less its encoders. The runtime sizes each
@@ -453,8 +458,7 @@ def export_model(model: nn.Module, out: str | os.PathLike[str], name: str, train
     flops = graph_gflop(model)
     return {
         "format": FORMAT,
-        "graphs": {p: {"file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size, "gflop_per_sample": flops[p]}
-                   for p, f in finals.items()},
+        "graphs": {p: {**_graph_entry(f), "gflop_per_sample": flops[p]} for p, f in finals.items()},
         "inputs": input_specs(),
         "tokens": token_specs(model.config.n_tokens, model.config.d),
         "outputs": {"logits": {"shape": ["batch", n_classes], "dtype": "float32"},
@@ -610,8 +614,7 @@ def _export_int8(out: Path, manifest: dict[str, Any], test: Any, name: str) -> d
     }
     # fp32 parity does not carry over: int8 is judged by accuracy and agreement (reference notes §1.4).
     qman = dict(manifest, model_file=q["fusion"].name, size_bytes=size(q), quantization=to_data(report),
-                graphs={p: {**manifest["graphs"][p], "file": f.name, "sha256": sha256_file(f), "size_bytes": f.stat().st_size}
-                        for p, f in q.items()},
+                graphs={p: {**manifest["graphs"][p], **_graph_entry(f)} for p, f in q.items()},
                 parity={"ok": None, "note": "int8: see quantization.top1_agreement and accuracy"})
     qman.pop("int8", None)
     write_manifest(manifest_path_for(q["fusion"]), qman)
