@@ -22,6 +22,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rfsense.errors import ConfigError
 
-__all__ = ["DistEnv", "env", "gather_rng_states", "gather_rows", "seed_rank", "setup", "teardown", "unwrap", "wrap"]
+__all__ = ["DistEnv", "env", "gather_rng_states", "gather_rows", "joined", "seed_rank", "setup", "teardown", "unwrap", "wrap"]
 
 _logger = logging.getLogger(__name__)
 _ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -119,6 +121,21 @@ def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     _current = DistEnv(device=_current.device)
+
+
+@contextmanager
+def joined(device: torch.device) -> Iterator[DistEnv]:
+    """`setup` on entry, `teardown` on exit; after a body that succeeded every rank first waits for the others.
+
+    Leaving together matters: a rank that tears gloo down while another still works (rank 0 evaluating or
+    saving) was seen to abort with SIGABRT. After an error no rank waits (the others may be gone).
+    """
+    e = setup(device)
+    try:
+        yield e
+        e.barrier()
+    finally:
+        teardown()
 
 
 def seed_rank(seed: int, e: DistEnv) -> None:

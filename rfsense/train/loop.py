@@ -34,7 +34,7 @@ from rfsense.train.batches import draw_presence, draw_shift
 from rfsense.train.checkpoint import load_checkpoint, save_checkpoint
 from rfsense.train.config import RunConfig, config_tree
 from rfsense.train.dagr import dagr_backward
-from rfsense.train.distributed import DistEnv, env, gather_rows, seed_rank, setup, teardown, unwrap, wrap
+from rfsense.train.distributed import DistEnv, env, gather_rows, joined, seed_rank, setup, unwrap, wrap
 from rfsense.train.evaluate import eval_head, evaluate_run, mean_accuracy, validation_report
 from rfsense.train.faults import corrupt_rows, plan_faults, preprocessed_scales
 from rfsense.train.loader import Batch, Prefetcher, StepPlan, steps_per_epoch
@@ -377,13 +377,8 @@ def run(cfg: RunConfig, seeds: list[int] | None = None, resume: bool = False, ov
     Under torchrun every process calls it (the process group is joined here and left at the end); rank 0
     returns the results, the other ranks {}.
     """
-    e = setup(resolve_device(cfg.train.device))
-    try:
-        out = _run_seeds(cfg, e, seeds, resume, overwrite)
-        e.barrier()  # leave the group together: a rank tearing gloo down while rank 0 still evaluates may abort
-        return out
-    finally:
-        teardown()
+    with joined(resolve_device(cfg.train.device)) as e:
+        return _run_seeds(cfg, e, seeds, resume, overwrite)
 
 
 def _run_seeds(cfg: RunConfig, e: DistEnv, seeds: list[int] | None, resume: bool, overwrite: bool) -> dict[str, Any]:

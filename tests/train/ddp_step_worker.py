@@ -16,7 +16,7 @@ import torch
 from rfsense.modalities import MODALITIES, N_CLASSES, SHAPES
 from rfsense.models import build_model
 from rfsense.train.config import config_from_tree
-from rfsense.train.distributed import DistEnv, setup, teardown, wrap
+from rfsense.train.distributed import DistEnv, joined, wrap
 from rfsense.train.loader import Batch
 from rfsense.train.loop import train_step
 
@@ -51,14 +51,13 @@ def batch_for(e: DistEnv, x: dict, present: torch.Tensor, y: torch.Tensor) -> Ba
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    e = setup(torch.device("cpu"))
-    for variant in VARIANTS:
-        model, cfg, x, present, y = make_case(variant)
-        stats = train_step(wrap(model, e), batch_for(e, x, present, y), cfg, e)
-        if e.is_main:
-            grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-            torch.save({"grads": grads, "stats": stats}, out / f"{variant}.pt")
-    teardown()
+    with joined(torch.device("cpu")) as e:
+        for variant in VARIANTS:
+            model, cfg, x, present, y = make_case(variant)
+            stats = train_step(wrap(model, e), batch_for(e, x, present, y), cfg, e)
+            if e.is_main:
+                grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+                torch.save({"grads": grads, "stats": stats}, out / f"{variant}.pt")
 
 
 if __name__ == "__main__":
