@@ -88,6 +88,18 @@ def test_gather_rows_is_the_tensor_itself_in_one_process():
     assert gather_rows(t, 3, DistEnv()) is t
 
 
+def test_joined_leaves_the_group_after_an_error_too(monkeypatch):
+    from rfsense.train import distributed
+
+    left = []
+    monkeypatch.setattr(distributed, "teardown", lambda: left.append(True))
+    with distributed.joined(torch.device("cpu")) as e:
+        assert e.world == 1 and distributed.env() is e
+    with pytest.raises(RuntimeError, match="boom"), distributed.joined(torch.device("cpu")):
+        raise RuntimeError("boom")
+    assert left == [True, True]
+
+
 def test_setup_without_torchrun_variables_is_a_config_error(monkeypatch):
     from rfsense.errors import ConfigError
     from rfsense.train.distributed import setup
