@@ -76,15 +76,16 @@ def random_edge_model(data: SynthSet, seed: int = 0, **overrides: Any) -> Any:
     return model.eval()
 
 
-def export_untrained(data: SynthSet, out: Path, plausibility: Any = None) -> tuple[Any, Path]:
-    """Export `random_edge_model` as rfsense-onnx/2 into OUT with a manifest the Runtime loads."""
+def export_untrained(data: SynthSet, out: Path, plausibility: Any = None, **overrides: Any) -> tuple[Any, Path]:
+    """Export `random_edge_model` (with `overrides` of its ModelConfig) as rfsense-onnx/2 into OUT with a manifest the
+    Runtime loads."""
     from rfsense.config import to_data
     from rfsense.data.preprocess import PreprocessConfig
     from rfsense.data.quality import QualityConfig
     from rfsense.deploy.export import export_model
     from rfsense.deploy.manifest import write_manifest
 
-    model = random_edge_model(data)
+    model = random_edge_model(data, **overrides)
     train, test = data.pack.split("train"), data.pack.split("test")
     rows = np.flatnonzero(train.usable.any(axis=1))
     manifest = export_model(model, out, "rfsense", train, test, rows, rows[:0], plausibility)

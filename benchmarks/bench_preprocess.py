@@ -151,7 +151,7 @@ def main() -> None:
     if compiled.warm_up(k):  # numba installed (the fast extra): the runtime's compiled kernels, same results
         xw = make_batch("wifi", args.batch)
         add("wifi batched, compiled", args.batch,
-            median_seconds(lambda: preprocess("wifi", xw, cfg, fast=True), args.repeats), "numba")
+            median_seconds(lambda: preprocess("wifi", xw, cfg, fast=True), args.repeats), "numba: both filters per block of rows")
         add("wifi hampel, compiled", args.batch, median_seconds(lambda: hampel(x, k, sig, fast=True), args.repeats),
             "numba, bit-identical")
         add("wifi lowpass, compiled", args.batch,

@@ -24,8 +24,11 @@ row (the steady state of a process serving that call, not the caches and idle th
 - `sessions spinning`: the runtime with onnxruntime's default of intra-op threads spinning between runs (the
   runtime turns it off: the spinning threads take the cores its numpy work needs);
 - `... wifi only`: the same with only the WiFi stream (the mmWave and RFID encoders are not run);
+- `runtime model, ... edge at 5ed2982`: `Runtime.logits` on an export of that reference model (all sensors, WiFi
+  only): skipping absent encoders on the model the WiFi-only goal was set for;
 - `pytorch eager`: the model's forward on the same inputs (torch threads = --threads).
 
+Each row also reports the process's CPU time during the call (all threads: how busy the cores were).
 Then a timeline of the stages inside `predict` at batch 1 (`stage_timeline`: start, end and duration of each
 modality's check, preprocessing (the WiFi filters apart), screen and encoder, and of the fusion graph).
 Beside them: a float32 matmul peak (numpy, GFLOP/s) measured in the same run, and the edge model's GFLOP
@@ -54,7 +57,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _results import machine_line, write_section  # noqa: E402
-from _synth_model import DEFAULT_CACHE, export_untrained, random_edge_model, raw_samples, synth_set  # noqa: E402
+from _synth_model import DEFAULT_CACHE, export_untrained, raw_samples, synth_set  # noqa: E402
 
 from rfsense.modalities import MODALITIES  # noqa: E402
 from rfsense.models.presets import LEGACY_DEFAULTS  # noqa: E402
@@ -162,7 +165,7 @@ def precomputed_runtime(path: Path, x1: dict, rt, stages: str, **kwargs):
             return feeds[modality]
 
     class ModelOnly(Runtime):
-        def _modality(self, m, arr, n, unreadable, workers=None):
+        def _modality(self, m, arr, n, unreadable, workers=None, beside=None):
             tokens, ood = self.encode(m, feeds[m])
             return checked[m][1], checked[m][2], feeds[m], flags[m], tokens, ood
 
@@ -225,11 +228,13 @@ def stage_timeline(rt, x1: dict, n: int) -> list[tuple[str, float, float, float]
             return out
         return timed
 
-    patched = [(runtime_module, "check_stream"), (pipeline, "hampel"), (pipeline, "lowpass_filtfilt")]
+    patched = [(runtime_module, "check_stream"), (pipeline, "hampel_lowpass"), (pipeline, "hampel"),
+               (pipeline, "lowpass_filtfilt")]
     saved = [getattr(mod, name) for mod, name in patched]
     runtime_module.check_stream = wrap(saved[0], lambda a: f"{a[0]} check")
-    pipeline.hampel = wrap(saved[1], lambda a: "wifi Hampel filter")
-    pipeline.lowpass_filtfilt = wrap(saved[2], lambda a: "wifi low-pass")
+    pipeline.hampel_lowpass = wrap(saved[1], lambda a: "wifi Hampel filter + low-pass")  # compiled: in one pass
+    pipeline.hampel = wrap(saved[2], lambda a: "wifi Hampel filter")  # numpy kernels: one after the other
+    pipeline.lowpass_filtfilt = wrap(saved[3], lambda a: "wifi low-pass")
     for name in ("prepare", "screen", "encode"):
         setattr(rt, name, wrap(getattr(rt, name), lambda a, name=name: f"{a[0]} {name}"))
     rt.fuse = wrap(rt.fuse, lambda a: "fusion graph")
@@ -297,9 +302,13 @@ def main(argv: list[str] | None = None) -> dict:
     # The issue's reference: the edge graph as it was when the goal was set (5ed2982: raw front ends, mmWave
     # patch 4; the legacy values of today's ModelConfig), one graph, the same preprocessed inputs.
     legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if k != "fusion"}
-    export_single_graph(random_edge_model(data, **legacy), tmp / "single-legacy.onnx")
+    legacy_model, legacy_path = export_untrained(data, tmp / "export-legacy", **legacy)
+    export_single_graph(legacy_model, tmp / "single-legacy.onnx")
     rt = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
     kernels = rt.wait_for_kernels()  # compiled where numba is installed (the `fast` extra), else numpy
+    # The same runtime on that reference model (mmWave 68 % of its work, when the WiFi-only goal was set): what
+    # skipping absent encoders gives where the absent encoders are the costly ones.
+    rt_legacy = Runtime(legacy_path, providers=args.providers, threads=args.threads, parallel=not args.sequential)
     rt_numpy = Runtime(path, providers=args.providers, threads=args.threads, parallel=not args.sequential,
                        kernels="numpy")
     # The reference is today's call: onnxruntime's default session options (its threads spin between runs).
@@ -367,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
         "runtime model": lambda: rt.logits(feeds1, all1),
         "runtime predict, wifi only": lambda: rt.predict({"wifi": x1["wifi"]}),
         "runtime model, wifi only": lambda: rt.logits({"wifi": feeds1["wifi"]}, wifi1),
+        "runtime model, edge at 5ed2982": lambda: rt_legacy.logits(feeds1, all1),
+        "runtime model, wifi only, edge at 5ed2982": lambda: rt_legacy.logits({"wifi": feeds1["wifi"]}, wifi1),
         "pytorch eager": torch_b1,
     }
     rows_b32 = {
@@ -379,6 +390,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     peak = matmul_peak_gflops()
     times: dict[tuple[int, str], list[float]] = {}
+    cpu: dict[tuple[int, str], list[float]] = {}
     shuffle = np.random.default_rng(0)
     for batch, rows, reps in ((1, rows_b1, args.repeats), (32, rows_b32, max(3, args.repeats // 4))):
         for fn in rows.values():  # warm-up: allocations, thread pools, caches
@@ -387,7 +399,9 @@ def main(argv: list[str] | None = None) -> dict:
             for name in shuffle.permutation(list(rows)).tolist():  # a fixed order made each row pay for its neighbour
                 fn = rows[name]
                 fn()  # untimed: the timed call below finds this row's caches and threads as a serving process would
+                c0 = time.process_time()  # this process's CPU time, every thread: how busy the cores were
                 times.setdefault((batch, name), []).append(_timed(fn))
+                cpu.setdefault((batch, name), []).append(time.process_time() - c0)
                 if name in SPINNING_ROWS:
                     time.sleep(SPIN_PAUSE)
     peak = max(peak, matmul_peak_gflops())  # again after the load: the better of the two
@@ -395,27 +409,34 @@ def main(argv: list[str] | None = None) -> dict:
     order = [(1, n) for n in rows_b1] + [(32, n) for n in rows_b32]  # the table in the rows' order, not the timing's
     p50 = {k: 1e3 * statistics.median(times[k]) for k in order}
     best = {k: 1e3 * min(times[k]) for k in order}
+    cpu50 = {k: 1e3 * statistics.median(cpu[k]) for k in order}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gflop = graph_gflop(model)
     gflop["all"] = sum(gflop.values())
+    gflop_legacy = graph_gflop(legacy_model)
+    gflop_legacy["all"] = sum(gflop_legacy.values())
 
     base1, base32 = p50[(1, "onnx all-sensor graph")], p50[(32, "onnx all-sensor graph")]
     bbase1, bbase32 = best[(1, "onnx all-sensor graph")], best[(32, "onnx all-sensor graph")]
-    table = ["| batch | row | p50 ms | x all-sensor graph | min ms | x (min) |", "|---:|---|---:|---:|---:|---:|"]
+    table = ["| batch | row | p50 ms | x all-sensor graph | min ms | x (min) | CPU ms p50 |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for (b, name), ms in p50.items():
         lo = best[(b, name)]
         table.append(f"| {b} | {name} | {ms:.2f} | {ms / (base1 if b == 1 else base32):.2f} | {lo:.2f} | "
-                     f"{lo / (bbase1 if b == 1 else bbase32):.2f} |")
+                     f"{lo / (bbase1 if b == 1 else bbase32):.2f} | {cpu50[(b, name)]:.2f} |")
     achieved = gflop["all"] / (base1 / 1e3)
     ratio_rt = p50[(1, "runtime predict")] / base1
     ratio_rt32 = p50[(32, "runtime predict")] / base32
     ratio_wifi = p50[(1, "runtime model, wifi only")] / p50[(1, "runtime model")]
     ratio_wifi_e2e = p50[(1, "runtime predict, wifi only")] / p50[(1, "runtime predict")]
+    ratio_wifi_legacy = (p50[(1, "runtime model, wifi only, edge at 5ed2982")]
+                         / p50[(1, "runtime model, edge at 5ed2982")])
     overhead = p50[(1, "checks + preprocessing")] / p50[(1, "runtime model")]
     ratio_rt_min = best[(1, "runtime predict")] / bbase1
     floor = p50[(1, "runtime predict, checks, preprocessing and screens precomputed")] / base1
     ratio_legacy_min = best[(1, "runtime predict")] / best[(1, "onnx all-sensor graph, edge at 5ed2982")]
     ratio_wifi_min = best[(1, "runtime model, wifi only")] / best[(1, "runtime model")]
+    busy = cpu50[(1, "runtime predict")] / (p50[(1, "runtime predict")] * (os.cpu_count() or 1))
     notes = [
         "every predict row runs the whole path (health checks, preprocessing, screens, the encoders of the streams "
         "given, the fusion graph; checked before timing): the OOD thresholds are off, since with random weights they "
@@ -436,6 +457,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"preprocessing precomputed {p50[(1, 'runtime predict, preprocessing precomputed')] / base1:.2f}x; with the "
         f"checks, preprocessing and screens precomputed (the encoder and fusion graphs, the threads and the "
         f"bookkeeping) {floor:.2f}x",
+        f"CPU ms: the process's CPU time during the call, all threads (spinning threads count while they spin): "
+        f"batch-1 predict keeps the {os.cpu_count()} cores {busy:.0%} busy ({cpu50[(1, 'runtime predict')]:.1f} "
+        f"core-ms in {p50[(1, 'runtime predict')]:.1f} ms)",
         f"runtime predict / all-sensor graph: batch 1 {ratio_rt:.2f}x (min {ratio_rt_min:.2f}x), batch 32 "
         f"{ratio_rt32:.2f}x (goal <= 1.5x)",
         f"runtime predict / the edge graph at 5ed2982 (raw front ends, the issue's reference): batch 1 "
@@ -445,6 +469,13 @@ def main(argv: list[str] | None = None) -> dict:
         f"wifi only / all sensors, batch 1: model {ratio_wifi:.2f}x (min {ratio_wifi_min:.2f}x), end to end "
         f"{ratio_wifi_e2e:.2f}x (goal <= 0.35x); wifi-only model / the single all-sensor graph "
         f"{p50[(1, 'runtime model, wifi only')] / base1:.2f}x",
+        f"why: the WiFi-only model runs the WiFi encoder and the fusion graph, "
+        f"{(gflop['wifi'] + gflop['fusion']) / gflop['all']:.0%} of today's edge model's work "
+        f"({gflop['wifi']:.3f} + {gflop['fusion']:.3f} of {gflop['all']:.3f} GFLOP), so no runtime gets it near 0.35x; "
+        f"on the edge model the goal was set for (5ed2982's front ends: WiFi + fusion "
+        f"{(gflop_legacy['wifi'] + gflop_legacy['fusion']) / gflop_legacy['all']:.0%} of "
+        f"{gflop_legacy['all']:.3f} GFLOP, mmWave {gflop_legacy['mmwave'] / gflop_legacy['all']:.0%}) the same runtime "
+        f"gives wifi only / all sensors {ratio_wifi_legacy:.2f}x (model part, batch 1)",
     ]
     span = {label: dur for label, _, _, dur in timeline}
     chain = ["wifi prepare", "wifi encode", "fusion graph"]
@@ -456,7 +487,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{ratio_rt_min:.2f}x), {ratio_legacy:.2f}x that of the edge graph at 5ed2982 (min "
                 f"{ratio_legacy_min:.2f}x) (goal <= 1.5x); "
                 f"the model part of predict alone {floor:.2f}x; "
-                f"WiFi-only model {ratio_wifi:.2f}x all-sensor (min {ratio_wifi_min:.2f}x; goal <= 0.35x)")
+                f"WiFi-only model {ratio_wifi:.2f}x all-sensor (min {ratio_wifi_min:.2f}x; goal <= 0.35x; "
+                f"{ratio_wifi_legacy:.2f}x on the edge model at 5ed2982)")
     options = ort_options(tmp / "single.onnx", {**feeds1, "present": all1}, args.threads, max(10, args.repeats // 2))
     # Before/after in one harness: each revision and this tree in its own process, alternating, so the load on the
     # machine at the time hits them alike; the ratios are each process's predict over its own bare call.
@@ -495,9 +527,12 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"p50_ms": {f"b{b} {n}": v for (b, n), v in p50.items()},
               "timeline_ms": {label: {"start": a, "end": b, "duration": d} for label, a, b, d in timeline},
               "min_ms": {f"b{b} {n}": v for (b, n), v in best.items()}, "load_average": load,
+              "cpu_ms_p50": {f"b{b} {n}": v for (b, n), v in cpu50.items()},
               "gflop": gflop, "matmul_peak_gflops": peak, "ort_options_p50_ms": options,
               "before": olds,
+              "gflop_edge_5ed2982": gflop_legacy,
               "ratios": {"runtime_b1": ratio_rt, "runtime_b32": ratio_rt32, "wifi_model": ratio_wifi,
+                         "wifi_model_edge_5ed2982": ratio_wifi_legacy,
                          "wifi_end_to_end": ratio_wifi_e2e, "overhead_b1": overhead}, "device": device,
               "headline": headline}
     print(json.dumps(result, indent=2))

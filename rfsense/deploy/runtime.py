@@ -124,7 +124,7 @@ class Runtime:
         graph_threads: part -> the intra-op threads its session got (None: onnxruntime's choice); graphs doing a
             small share of the model's work run on one (`_graph_threads`).
         kernels: "compiled" once the compiled preprocessing kernels are ready (numba installed: they compile in a
-            background thread when the model loads, ~3 s), else "numpy"; results are the same either way
+            background thread when the model loads, ~8 s on 2 cores), else "numpy"; results are the same either way
             (`rfsense.data.preprocess.compiled`).
     """
 
@@ -431,9 +431,12 @@ class Runtime:
         return preds
 
     def _modality(self, m: str, arr: np.ndarray | None, n: int, unreadable: str | None,
-                  workers: int | None = None) -> tuple[Any, ...]:
+                  workers: int | None = None, beside: ThreadPoolExecutor | None = None) -> tuple[Any, ...]:
         """One modality of a chunk of n samples: its health check, then on the usable rows the preprocessing, the
         screen and (rfsense-onnx/2) the encoder on the rows the screen passed.
+
+        `beside`: a pool with a core to spare; the screen then runs there while the encoder runs on every usable row
+        (the encoder runs again on the rows that passed when the screen masks some, so the tokens are the same).
 
         Returns (usable bool (n,), verdicts (n,), feeds of the usable rows, screen flags per usable row, tokens, OOD
         scores); the last four are None / [] when nothing is usable."""
@@ -442,13 +445,15 @@ class Runtime:
             return usable, column, None, [], None, None
         feeds = self.prepare(m, values if usable.all() else values[usable], workers)
         del values  # the raw float copy (mmWave: 4.5 MB per sample in float64) is no longer needed
-        flags = self.screen(m, feeds)
         if self.token_shape is None:
-            return usable, column, feeds, flags, None, None
+            return usable, column, feeds, self.screen(m, feeds), None, None
+        screened = beside.submit(self.screen, m, feeds) if beside is not None else None
+        encoded = self.encode(m, feeds) if screened is not None else None
+        flags = screened.result() if screened is not None else self.screen(m, feeds)
         ok = np.array([f is None for f in flags])
         if not ok.any():
             return usable, column, feeds, flags, None, None
-        tokens, ood = self.encode(m, feeds if ok.all() else feeds[ok])
+        tokens, ood = encoded if encoded is not None and ok.all() else self.encode(m, feeds if ok.all() else feeds[ok])
         return usable, column, feeds, flags, tokens, ood
 
     def _run_modalities(self, inputs: dict[str, Any], n: int) -> dict[str, tuple[Any, ...]]:
@@ -462,8 +467,10 @@ class Runtime:
             return {m: self._modality(m, *job) for m, job in jobs.items()}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="rfsense-runtime")
-        # The streams already share the cores: the WiFi filters run in their job's thread only.
-        futures = {m: self._pool.submit(self._modality, m, *jobs.pop(m), 1) for m in busy}
+        # The streams already share the cores: the WiFi filters run in their job's thread only. The first stream's
+        # chain is the longest: its screen runs beside its encoder, in the pool once the other streams are done.
+        futures = {m: self._pool.submit(self._modality, m, *jobs.pop(m), 1, self._pool if m == busy[0] else None)
+                   for m in busy}
         out = {m: self._modality(m, *job) for m, job in jobs.items()}  # absent or unreadable: nothing to compute
         del given, jobs  # the pool's tasks hold the only references: each frees its input when done
         return {m: out[m] if m in out else futures[m].result() for m in MODALITIES}

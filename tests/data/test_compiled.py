@@ -14,7 +14,7 @@ import pytest
 from scipy import signal
 
 from rfsense.data.preprocess import PreprocessConfig, compiled, preprocess
-from rfsense.data.preprocess.kernels import butter_lowpass, hampel, lowpass_filtfilt
+from rfsense.data.preprocess.kernels import butter_lowpass, hampel, hampel_lowpass, lowpass_filtfilt
 from rfsense.deploy.plausibility import _nanmedian_rows, channel_features
 
 pytestmark = pytest.mark.skipif(not compiled.available(), reason="numba is not installed (pip install 'rfsense[fast]')")
@@ -77,6 +77,37 @@ def test_compiled_lowpass_leaves_short_and_nonfinite_rows_to_numpy():
     x[1, 500] = np.nan
     y = lowpass_filtfilt(x, 4, 20.0, 200.0, fast=True)
     assert np.isfinite(y[0]).all() and np.isnan(y[1]).all()
+
+
+@pytest.mark.parametrize("k", [7, 2])
+@pytest.mark.parametrize("shape", [(1, 270, 1000), (2, 3, 500), (1, 130, 120)])  # 1-5 blocks of rows, a partial one
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_hampel_lowpass_is_the_two_filters_bit_for_bit(k, shape, dtype):
+    x = _wifi_like(np.random.default_rng(k + shape[1]), shape, dtype)
+    want = lowpass_filtfilt(hampel(x, k, 3.0, fast=True), 4, 20.0, 200.0, fast=True, dtype=np.float32)
+    assert np.array_equal(want, lowpass_filtfilt(hampel(x, k, 3.0), 4, 20.0, 200.0, fast=True, dtype=np.float32))
+    for workers in (1, 2):
+        got = hampel_lowpass(x, k, 3.0, 4, 20.0, 200.0, workers=workers)
+        assert got is not None and got.dtype == np.float32 and np.array_equal(got, want)
+    cfg = PreprocessConfig()
+    assert np.array_equal(preprocess("wifi", _wifi_like(np.random.default_rng(1), (1, 270, 1000), dtype), cfg, fast=True),
+                          lowpass_filtfilt(hampel(_wifi_like(np.random.default_rng(1), (1, 270, 1000), dtype), 7, 3.0,
+                                                  fast=True), 4, 20.0, 200.0, fast=True, dtype=np.float32))
+
+
+def test_compiled_hampel_lowpass_declines_what_the_two_filters_define_otherwise():
+    x = _wifi_like(np.random.default_rng(0), (1, 70, 300), np.float64)
+    assert hampel_lowpass(x, 7, 3.0, 4, 20.0, 200.0) is not None
+    assert hampel_lowpass(x, 0, 3.0, 4, 20.0, 200.0) is None  # no Hampel window: the low-pass alone
+    assert hampel_lowpass(x[..., :10], 7, 3.0, 4, 20.0, 200.0) is None  # not longer than sosfiltfilt's padding
+    wifi = _wifi_like(np.random.default_rng(1), (1, 270, 1000), np.float64)
+    for bad in (np.nan, np.inf, 1e300):  # 1e300: finite in float64, inf in float32
+        y = wifi.copy()
+        y[0, 66, 10] = bad  # in the second block of rows
+        assert hampel_lowpass(y, 7, 3.0, 4, 20.0, 200.0, workers=2) is None
+        with np.errstate(all="ignore"):  # the pipeline then runs numpy's kernels, which define NaN/Inf
+            got = preprocess("wifi", y, PreprocessConfig(), fast=True)
+            assert np.array_equal(got, preprocess("wifi", y, PreprocessConfig()), equal_nan=True)
 
 
 @pytest.mark.parametrize("shape", [(2, 17, 256, 128), (3, 270, 1000), (2, 23, 148)])

@@ -67,3 +67,23 @@ def test_a_malformed_count_is_refused_with_its_key(toy_model, bad):
     toy_model.manifest_path.write_text(json.dumps(man).replace("Infinity", "1e999"))
     with pytest.raises(ModelFileError, match=r"graphs\.wifi\.gflop_per_sample must be a non-negative number"):
         read_manifest(toy_model.manifest_path)
+
+
+@pytest.mark.parametrize("masked", [[], [1], [0, 2], [0, 1, 2]])
+def test_the_first_streams_screen_beside_its_encoder_changes_no_answer(toy_model, streams, masked):
+    """In parallel the first stream's screen runs beside its encoder, which then sees every row (and runs again on
+    the rows the screen passed when it masks some): the same answers, bit for bit, as one stream after another."""
+    together = Runtime(toy_model.path, providers="cpu", threads=2)
+    apart = Runtime(toy_model.path, providers="cpu", threads=2, parallel=False)
+    first = together._order[0]
+    raw = streams(3, seed=11)
+    raw[first] = np.array(raw[first], dtype=np.float64)
+    raw[first][masked] *= 1000.0  # the wrong scale: the distribution check masks these rows
+    for a, b in zip(together.predict(raw), apart.predict(raw), strict=True):
+        assert (a.status, a.modalities_used, a.reason) == (b.status, b.modalities_used, b.reason)
+        assert {m: (v.status, v.reasons, v.ood) for m, v in a.verdicts.items()} == \
+            {m: (v.status, v.reasons, v.ood) for m, v in b.verdicts.items()}
+        assert (a.probs is None and b.probs is None) or np.array_equal(a.probs, b.probs)
+    got = together.predict(raw)
+    assert [first in p.modalities_used for p in got] == [i not in masked for i in range(3)]
+    assert all(f"{first}: distribution score " in got[i].verdicts[first].reasons[-1] for i in masked)

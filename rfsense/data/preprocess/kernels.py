@@ -19,7 +19,7 @@ from scipy import signal
 
 from rfsense.data.preprocess import compiled
 
-__all__ = ["butter_lowpass", "hampel", "kth_value", "lowpass_filtfilt"]
+__all__ = ["butter_lowpass", "hampel", "hampel_lowpass", "kth_value", "lowpass_filtfilt"]
 
 # MAD -> standard deviation for Gaussian noise (1 / Phi^-1(3/4)); the usual Hampel constant.
 _MAD_TO_SIGMA = 1.4826
@@ -78,18 +78,48 @@ def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1, fas
     t_len = x.shape[-1]
     n = math.prod(x.shape[:-1])  # np.prod on a tuple costs ~20 us per call here
     out = np.empty((n, t_len), np.float32)
-    if fast and compiled.hampel_ready(k) and x.dtype in (np.float32, np.float64) and _finite(x, np.float32):
-        # NaN/Inf (also after the float32 cast) keep numpy's min/max semantics on the path below
+    thr = np.float32(sigmas * _MAD_TO_SIGMA)
+    # NaN/Inf (also after the float32 cast) keep numpy's min/max semantics: the compiled kernel declines them
+    if fast and compiled.hampel_ready(k) and x.dtype in (np.float32, np.float64):
         rows = np.ascontiguousarray(x).reshape(n, t_len)
-        thr = np.float32(sigmas * _MAD_TO_SIGMA)
-        job = lambda a, b: compiled.hampel(rows[a:b], out[a:b], k, thr)  # noqa: E731
-    else:
-        rows = np.ascontiguousarray(x, dtype=np.float32).reshape(n, t_len)
-        padded = np.pad(rows, ((0, 0), (k, k)), mode="reflect" if t_len > k else "edge")  # reflect needs k < T
-        job = lambda a, b: _hampel_rows(rows[a:b], padded[a:b], out[a:b], k, sigmas)  # noqa: E731
-    parts = max(1, min(workers, n // _HAMPEL_CHUNK_ROWS))
-    _run_blocks(job, np.linspace(0, n, parts + 1).astype(int).tolist(), parts)
+        if _all_blocks(lambda a, b: compiled.hampel(rows[a:b], out[a:b], k, thr), n, workers):
+            return out.reshape(x.shape)
+    rows = np.ascontiguousarray(x, dtype=np.float32).reshape(n, t_len)
+    padded = np.pad(rows, ((0, 0), (k, k)), mode="reflect" if t_len > k else "edge")  # reflect needs k < T
+    _all_blocks(lambda a, b: _hampel_rows(rows[a:b], padded[a:b], out[a:b], k, sigmas), n, workers)
     return out.reshape(x.shape)
+
+
+def hampel_lowpass(x: np.ndarray, half_window: int, sigmas: float, order: int, cutoff: float, fs: float,
+                   workers: int = 1) -> np.ndarray | None:
+    """``lowpass_filtfilt(hampel(x, ...), ..., dtype=np.float32)`` compiled in one pass over blocks of rows
+    (`compiled.hampel_lowpass`: each block's Hampel output is low-passed while it is in cache), bit-identical to
+    the two calls with ``fast=True``. None where that path does not apply (kernels not compiled yet, no Hampel
+    window, T not above sosfiltfilt's padding, a value not finite in float32): the caller runs the two calls.
+    """
+    t_len = x.shape[-1]
+    if not (half_window and compiled.ready() and compiled.hampel_ready(half_window) and x.size
+            and x.dtype in (np.float32, np.float64)):
+        return None
+    zi, edge = _sos_padding(order, cutoff, fs)
+    if t_len <= edge:
+        return None
+    n = x.size // t_len
+    rows = np.ascontiguousarray(x).reshape(n, t_len)
+    out = np.empty((n, t_len), np.float32)
+    sos, thr = butter_lowpass(order, cutoff, fs), np.float32(sigmas * _MAD_TO_SIGMA)
+    job = lambda a, b: compiled.hampel_lowpass(rows[a:b], out[a:b], half_window, thr, sos, zi, edge)  # noqa: E731
+    return out.reshape(x.shape) if _all_blocks(job, n, workers) else None
+
+
+def _all_blocks(job: Callable[[int, int], bool | None], n: int, workers: int) -> bool:
+    """job(a, b) on row blocks of n rows, one per worker (at most one per `_HAMPEL_CHUNK_ROWS` rows; `_run_blocks`);
+    True unless a block's job returned False."""
+    parts = max(1, min(workers, n // _HAMPEL_CHUNK_ROWS))
+    declined: list[int] = []
+    _run_blocks(lambda a, b: declined.append(a) if job(a, b) is False else None,
+                np.linspace(0, n, parts + 1).astype(int).tolist(), parts)
+    return not declined
 
 
 def _run_blocks(job: Callable[[int, int], None], bounds: list[int], workers: int) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rfsense.data.preprocess.config import MmwavePrep, PreprocessConfig, RfidPrep, WifiPrep
-from rfsense.data.preprocess.kernels import hampel, kth_value, lowpass_filtfilt
+from rfsense.data.preprocess.kernels import hampel, hampel_lowpass, kth_value, lowpass_filtfilt
 from rfsense.modalities import MODALITIES, canonical_batch, expected_shape
 
 __all__ = ["preprocess"]
@@ -26,6 +26,10 @@ __all__ = ["preprocess"]
 
 def _wifi(x: np.ndarray, cfg: WifiPrep, workers: int, fast: bool) -> np.ndarray:
     """(B, 270, T) amplitude -> (B, 270, T)."""
+    if fast and cfg.lowpass_hz is not None and not cfg.remove_static:  # both filters in one compiled pass
+        y = hampel_lowpass(x, cfg.hampel_window, cfg.hampel_sigmas, cfg.order, cfg.lowpass_hz, cfg.fs, workers)
+        if y is not None:
+            return y
     y = hampel(x, cfg.hampel_window, cfg.hampel_sigmas, workers=workers, fast=fast)
     if cfg.lowpass_hz is not None:  # float32 out unless a float64 median follows: one rounding either way
         y = lowpass_filtfilt(y, cfg.order, cfg.lowpass_hz, cfg.fs, workers=workers, fast=fast,
