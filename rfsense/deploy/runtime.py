@@ -447,9 +447,13 @@ class Runtime:
         del values  # the raw float copy (mmWave: 4.5 MB per sample in float64) is no longer needed
         if self.token_shape is None:
             return usable, column, feeds, self.screen(m, feeds), None, None
-        screened = beside.submit(self.screen, m, feeds) if beside is not None else None
-        encoded = self.encode(m, feeds) if screened is not None else None
-        flags = screened.result() if screened is not None else self.screen(m, feeds)
+        encoded = None
+        if beside is None:
+            flags = self.screen(m, feeds)
+        else:
+            screened = beside.submit(self.screen, m, feeds)
+            encoded = self.encode(m, feeds)
+            flags = screened.result()
         ok = np.array([f is None for f in flags])
         if not ok.any():
             return usable, column, feeds, flags, None, None

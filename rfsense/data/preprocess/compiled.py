@@ -191,7 +191,7 @@ def _hampel_source(k: int, network: list[tuple[int, int]]) -> str:
         "    step = block if block > 0 else max(n, 1)",
         "    filtered = np.empty((min(step, n) if block > 0 else 0, t_len), np.float32)",
         f"    p = np.empty(t_len + {2 * k}, np.float32)",
-        "    for lo in range(0, n, step):  # a, b: the network's names",
+        "    for lo in range(0, n, step):  # lo, hi: the body uses a and b for its comparators",
         "        hi = min(lo + step, n)",
         "        for r in range(lo, hi):",
         "            x = rows[r]",
@@ -238,7 +238,7 @@ def hampel(rows: np.ndarray, out: np.ndarray, k: int, thr: np.float32) -> bool:
 def hampel_lowpass(rows: np.ndarray, out: np.ndarray, k: int, thr: np.float32, sos: np.ndarray, zi: np.ndarray,
                    edge: int) -> bool:
     """`hampel` then `sosfiltfilt` into float32 `out`, a block of rows at a time, bit-identical to the two calls
-    (once `hampel_ready(k)` and `ready()`; T > edge). False, with `out` unfinished, when a value is not finite in
+    (once `hampel_ready(k)`; T > edge). False, with `out` unfinished, when a value is not finite in
     float32."""
     return bool(_HAMPEL[k](rows, out, thr, sos, zi, edge, _BLOCK_ROWS))
 

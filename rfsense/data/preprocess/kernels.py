@@ -78,10 +78,10 @@ def hampel(x: np.ndarray, half_window: int, sigmas: float, workers: int = 1, fas
     t_len = x.shape[-1]
     n = math.prod(x.shape[:-1])  # np.prod on a tuple costs ~20 us per call here
     out = np.empty((n, t_len), np.float32)
-    thr = np.float32(sigmas * _MAD_TO_SIGMA)
     # NaN/Inf (also after the float32 cast) keep numpy's min/max semantics: the compiled kernel declines them
     if fast and compiled.hampel_ready(k) and x.dtype in (np.float32, np.float64):
         rows = np.ascontiguousarray(x).reshape(n, t_len)
+        thr = np.float32(sigmas * _MAD_TO_SIGMA)
         if _all_blocks(lambda a, b: compiled.hampel(rows[a:b], out[a:b], k, thr), n, workers):
             return out.reshape(x.shape)
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(n, t_len)
@@ -98,8 +98,7 @@ def hampel_lowpass(x: np.ndarray, half_window: int, sigmas: float, order: int, c
     window, T not above sosfiltfilt's padding, a value not finite in float32): the caller runs the two calls.
     """
     t_len = x.shape[-1]
-    if not (half_window and compiled.ready() and compiled.hampel_ready(half_window) and x.size
-            and x.dtype in (np.float32, np.float64)):
+    if not (half_window and compiled.hampel_ready(half_window) and x.size and x.dtype in (np.float32, np.float64)):
         return None
     zi, edge = _sos_padding(order, cutoff, fs)
     if t_len <= edge:
